@@ -1,0 +1,295 @@
+"""Lazy build of the CUDA extension (`csrc/`) with `torch.utils.cpp_extension.load` and ninja.
+
+Nothing here runs at import. `load_plugin(device)` builds on first use, into
+`cache_root() / "<source key>-<arch key>"`, where the source key hashes the C++/CUDA sources and
+the torch, CUDA and Python versions, and the arch key the list of GPU architectures compiled for.
+A later process (or another arch list that covers the GPU, such as the one `i2edit ops build`
+made) reuses the build. Before compiling, the usual causes of failure are checked and reported
+as `OpsBuildError` with what to do: CPU-only torch, no ninja, no nvcc, an nvcc whose major
+version differs from torch's CUDA, a GPU architecture this nvcc cannot compile for.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import platform
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+log = logging.getLogger(__name__)
+
+EXTENSION_NAME = "i2edit_stylegan_ops"
+CSRC_DIR = Path(__file__).with_name("csrc")
+SOURCES = ("ops.cpp", "bias_act_kernel.cu", "upfirdn2d_kernel.cu")
+CACHE_ENV_VAR = "I2EDIT_OPS_CACHE"
+ARCHS_FILE = "archs.txt"
+
+_lock = threading.Lock()
+_plugin: ModuleType | None = None
+_failure: "OpsBuildError | None" = None
+
+
+class OpsBuildError(RuntimeError):
+    """The CUDA extension could not be built or loaded; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """A built and imported extension."""
+
+    module: ModuleType
+    build_dir: Path
+    archs: tuple[str, ...]
+    seconds: float
+
+
+def cache_root() -> Path:
+    """Where builds go: `$I2EDIT_OPS_CACHE`, else `$XDG_CACHE_HOME/i2edit/stylegan_ops`
+    (default `~/.cache/i2edit/stylegan_ops`)."""
+    if os.environ.get(CACHE_ENV_VAR):
+        return Path(os.environ[CACHE_ENV_VAR]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "i2edit" / "stylegan_ops"
+
+
+def load_plugin(device: torch.device) -> ModuleType:
+    """The extension for a CUDA `device`, built on the first call; later calls return it at once.
+
+    A failure is remembered, so the build is attempted once per process; raises `OpsBuildError`.
+    """
+    global _plugin, _failure
+    if _plugin is not None:
+        return _plugin
+    with _lock:
+        if _plugin is None and _failure is None:
+            try:
+                _plugin = _load_for_device(device).module
+            except OpsBuildError as exc:
+                _failure = exc
+        if _failure is not None:
+            raise _failure
+        return _plugin  # type: ignore[return-value]
+
+
+def build(archs: list[str] | None = None, verbose: bool = False) -> BuildResult:
+    """Compile (or reuse) the extension for `archs` (default: `default_archs()`); no GPU needed."""
+    archs = archs or default_archs()
+    nvcc = _check_toolchain()
+    _check_archs_supported(archs, nvcc)
+    return _build(archs, verbose)
+
+
+def default_archs() -> list[str]:
+    """Architectures for a build without a GPU: `$TORCH_CUDA_ARCH_LIST` if set, else the
+    architectures this torch was built for that the installed nvcc supports, the newest with PTX."""
+    env = os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip()
+    if env and env != "native":
+        return [a for a in re.split(r"[;\s]+", env) if a]
+    archs = [_sm_to_arch(a) for a in torch.cuda.get_arch_list() if a.startswith("sm_")]
+    nvcc = _find_nvcc()
+    if nvcc is not None:
+        supported = _nvcc_archs(nvcc)
+        archs = [a for a in archs if a.replace(".", "") in supported] or archs
+    if not archs:
+        raise OpsBuildError(
+            "cannot tell which GPU architectures to build for: this torch lists none; "
+            "set TORCH_CUDA_ARCH_LIST, e.g. TORCH_CUDA_ARCH_LIST='8.6'"
+        )
+    archs = sorted(set(archs), key=lambda a: tuple(int(v) for v in a.split(".")))
+    archs[-1] += "+PTX"
+    return archs
+
+
+def _load_for_device(device: torch.device) -> BuildResult:
+    major, minor = torch.cuda.get_device_capability(device)
+    arch = f"{major}.{minor}"
+    nvcc = _check_toolchain()
+    for build_dir, archs in _existing_builds():
+        if _covers(archs, arch):
+            log.debug("reusing the CUDA ops build in %s (archs %s)", build_dir, ";".join(archs))
+            return _build(archs, verbose=False)
+    env = os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip()
+    archs = default_archs() if env and env != "native" else [arch]
+    if not _covers(archs, arch):
+        raise OpsBuildError(
+            f"TORCH_CUDA_ARCH_LIST={env!r} does not include this GPU's architecture {arch} "
+            f"({torch.cuda.get_device_name(device)}); add {arch} to it or unset it"
+        )
+    _check_archs_supported(archs, nvcc)
+    log.info("building the CUDA ops for sm_%d%d (first use; cached for later runs)", major, minor)
+    return _build(archs, verbose=False)
+
+
+def _build(archs: list[str], verbose: bool) -> BuildResult:
+    from torch.utils import cpp_extension
+
+    build_dir = cache_root() / f"{_source_key()}-{_arch_key(archs)}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        with _arch_list_env(archs):
+            module = cpp_extension.load(
+                name=EXTENSION_NAME,
+                sources=[str(CSRC_DIR / s) for s in SOURCES],
+                build_directory=str(build_dir),
+                extra_cflags=["-O3"],
+                extra_cuda_cflags=["-O3", "--allow-unsupported-compiler"],
+                verbose=verbose,
+            )
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        raise OpsBuildError(_explain_failure(str(exc), build_dir)) from exc
+    except ImportError as exc:
+        raise OpsBuildError(
+            f"the CUDA ops built in {build_dir} do not load ({exc}); delete that directory and try again"
+        ) from exc
+    (build_dir / ARCHS_FILE).write_text(";".join(archs) + "\n")
+    return BuildResult(module, build_dir, tuple(archs), time.perf_counter() - start)
+
+
+def _check_toolchain() -> Path:
+    """Fail early, with the fix, when this machine cannot build CUDA extensions; returns nvcc."""
+    from torch.utils import cpp_extension
+
+    if torch.version.cuda is None:
+        raise OpsBuildError(
+            f"torch {torch.__version__} is a CPU-only build, so the CUDA ops cannot be built; "
+            "install a CUDA build of torch, or use impl='ref'"
+        )
+    if not cpp_extension.is_ninja_available():
+        raise OpsBuildError("ninja is required to build the CUDA ops and was not found; run `pip install ninja`")
+    nvcc = _find_nvcc()
+    if nvcc is None:
+        raise OpsBuildError(
+            f"nvcc (the CUDA compiler) was not found; install the CUDA toolkit {torch.version.cuda} "
+            "(the version torch was built with) and set CUDA_HOME to it, or use impl='ref'"
+        )
+    nvcc_version = _nvcc_release(nvcc)
+    if nvcc_version and nvcc_version.split(".")[0] != torch.version.cuda.split(".")[0]:
+        raise OpsBuildError(
+            f"{nvcc} is CUDA {nvcc_version} but torch {torch.__version__} was built with CUDA "
+            f"{torch.version.cuda}; the major versions must match: install CUDA toolkit "
+            f"{torch.version.cuda} and point CUDA_HOME at it (or install a torch built for CUDA {nvcc_version})"
+        )
+    return nvcc
+
+
+def _check_archs_supported(archs: list[str], nvcc: Path) -> None:
+    supported = _nvcc_archs(nvcc)
+    if not supported:
+        return
+    missing = [a for a in archs if a.split("+")[0].replace(".", "") not in supported]
+    if missing:
+        raise OpsBuildError(
+            f"{nvcc} (CUDA {_nvcc_release(nvcc)}) cannot compile for GPU architecture(s) {', '.join(missing)}; "
+            f"it supports sm_{', sm_'.join(sorted(supported, key=int))}. Install a CUDA toolkit that "
+            "supports your GPU (and a matching torch), or set TORCH_CUDA_ARCH_LIST to supported archs"
+        )
+
+
+def _explain_failure(message: str, build_dir: Path) -> str:
+    tail = "\n".join(message.strip().splitlines()[-40:])
+    if "Unsupported gpu architecture" in message or "unsupported gpu architecture" in message:
+        hint = ("nvcc does not support a requested GPU architecture; install a newer CUDA toolkit or set "
+                "TORCH_CUDA_ARCH_LIST to architectures it supports")
+    elif "unsupported GNU version" in message or "unsupported clang version" in message:
+        hint = "the host C++ compiler is not supported by this nvcc; install a gcc version it supports and set CXX"
+    elif "Ninja is required" in message:
+        hint = "run `pip install ninja`"
+    elif "CUDA_HOME" in message or "nvcc" in message and "not found" in message:
+        hint = "install the CUDA toolkit matching torch and set CUDA_HOME"
+    else:
+        hint = f"see the compiler output above; the build files are in {build_dir}"
+    return f"building the CUDA ops failed: {hint}.\n{tail}"
+
+
+def _find_nvcc() -> Path | None:
+    from torch.utils import cpp_extension
+
+    if cpp_extension.CUDA_HOME is None:
+        return None
+    nvcc = Path(cpp_extension.CUDA_HOME) / "bin" / ("nvcc.exe" if platform.system() == "Windows" else "nvcc")
+    return nvcc if nvcc.exists() else None
+
+
+def _nvcc_release(nvcc: Path) -> str:
+    try:
+        out = subprocess.run([str(nvcc), "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    match = re.search(r"release (\d+\.\d+)", out)
+    return match.group(1) if match else ""
+
+
+def _nvcc_archs(nvcc: Path) -> set[str]:
+    """Compute capabilities nvcc can target, as digit strings ('86', '120'); empty if it cannot say."""
+    try:
+        out = subprocess.run([str(nvcc), "--list-gpu-arch"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return set()
+    return set(re.findall(r"compute_(\d+)", out))
+
+
+def _sm_to_arch(sm: str) -> str:
+    digits = re.sub(r"\D", "", sm)
+    return f"{digits[:-1]}.{digits[-1]}"
+
+
+def _covers(archs: list[str] | tuple[str, ...], arch: str) -> bool:
+    """Whether a build for `archs` runs on a GPU of compute capability `arch` ('8.6')."""
+    want = tuple(int(v) for v in arch.split("."))
+    for entry in archs:
+        base = entry.split("+")[0].rstrip("a")
+        have = tuple(int(v) for v in base.split("."))
+        if have == want or (entry.endswith("+PTX") and have <= want):
+            return True
+    return False
+
+
+def _existing_builds() -> list[tuple[Path, list[str]]]:
+    """Finished builds of the current sources: (directory, archs)."""
+    found = []
+    for build_dir in sorted(cache_root().glob(f"{_source_key()}-*")):
+        archs_file = build_dir / ARCHS_FILE
+        if archs_file.exists() and any(build_dir.glob(f"{EXTENSION_NAME}*.so")):
+            found.append((build_dir, archs_file.read_text().strip().split(";")))
+    return found
+
+
+def _source_key() -> str:
+    digest = hashlib.sha256()
+    for name in SOURCES:
+        digest.update(name.encode())
+        digest.update((CSRC_DIR / name).read_bytes())
+    versions = f"{torch.__version__}|{torch.version.cuda}|{sys.version_info[0]}.{sys.version_info[1]}"
+    digest.update(versions.encode())
+    return digest.hexdigest()[:16]
+
+
+def _arch_key(archs: list[str]) -> str:
+    return hashlib.sha256(";".join(archs).encode()).hexdigest()[:8]
+
+
+@contextlib.contextmanager
+def _arch_list_env(archs: list[str]):
+    """Set TORCH_CUDA_ARCH_LIST (read by cpp_extension) for the duration of a build."""
+    saved = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(archs)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TORCH_CUDA_ARCH_LIST"]
+        else:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = saved
+

@@ -1,0 +1,70 @@
+"""`upfirdn2d`: upsample by zero insertion, pad/crop, FIR-filter, downsample (rosinality convention).
+
+See `upfirdn2d_params` for the exact definition and output size. The reference path (`impl="ref"`,
+and "auto" on CPU) is `upfirdn2d_ref.upfirdn2d_fast` (transposed/strided convolutions, separable
+passes for rank-1 kernels); `upfirdn2d_ref.upfirdn2d_simple` is the definition written out and
+serves as the test oracle. The CUDA path is a direct polyphase kernel whose backward is the same
+op with the adjoint parameters, so it is differentiable twice as well.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from stylegan_ops import impl as impl_choice
+from stylegan_ops.upfirdn2d_params import UpFirDnParams
+from stylegan_ops.upfirdn2d_ref import upfirdn2d_fast
+
+
+def upfirdn2d(
+    x: torch.Tensor,
+    kernel: torch.Tensor,
+    up: int | Sequence[int] = 1,
+    down: int | Sequence[int] = 1,
+    pad: Sequence[int] = (0, 0),
+    impl: str = "auto",
+) -> torch.Tensor:
+    """Resample `x` `[N, C, H, W]` with the FIR `kernel` `[kh, kw]` → `[N, C, out_h, out_w]`.
+
+    up, down: int or (x, y) factors. pad: (p0, p1) for both axes or (x0, x1, y0, y1); negative
+    values crop. The convolution is a true convolution (the kernel is flipped relative to
+    `F.conv2d`); for symmetric kernels the two agree. Per axis,
+    `out = (in * up + p0 + p1 - k + down) // down`. impl: "auto", "cuda" or "ref"
+    (see `stylegan_ops.impl`). On the CUDA path the kernel gets no gradient; the reference path
+    differentiates with respect to it too.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"upfirdn2d: x must be [N, C, H, W], got shape {tuple(x.shape)}")
+    if kernel.ndim != 2:
+        raise ValueError(f"upfirdn2d: kernel must be 2-D [kh, kw], got shape {tuple(kernel.shape)}")
+    params = UpFirDnParams.parse(up, down, pad)
+    params.output_size(x.shape[2], x.shape[3], kernel.shape[0], kernel.shape[1])  # validates
+    plugin = impl_choice.cuda_plugin(impl, x, "upfirdn2d")
+    if plugin is None:
+        return upfirdn2d_fast(x, kernel, params)
+    return _UpFirDn2d.apply(x, kernel.to(device=x.device, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32), (plugin, params))
+
+
+class _UpFirDn2d(torch.autograd.Function):
+    """The CUDA kernel; the input gradient is `_UpFirDn2d` with the flipped kernel and adjoint parameters."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, config):
+        plugin, p = config
+        ctx.config = config
+        ctx.in_size = (x.shape[2], x.shape[3])
+        ctx.save_for_backward(kernel)
+        return plugin.upfirdn2d(
+            x.contiguous(), kernel.contiguous(), p.up_x, p.up_y, p.down_x, p.down_y, p.pad_x0, p.pad_x1, p.pad_y0, p.pad_y1
+        )
+
+    @staticmethod
+    def backward(ctx, dy):
+        (kernel,) = ctx.saved_tensors
+        plugin, p = ctx.config
+        dx = None
+        if ctx.needs_input_grad[0]:
+            adjoint = p.adjoint(*ctx.in_size, kernel.shape[0], kernel.shape[1])
+            dx = _UpFirDn2d.apply(dy, kernel.flip([0, 1]), (plugin, adjoint))
+        return dx, None, None
