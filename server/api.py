@@ -1,0 +1,169 @@
+"""The JSON API blueprint (`/api/...`), documented in `server/static/openapi.json`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
+
+from server import chat
+from server.errors import ApiError
+from server.images import ImageRejected, decode_upload, valid_key
+from server.models import EditJob, Turn
+from server.runtime import Runtime
+from server.security import (
+    OWNER_COOKIE, OWNER_COOKIE_MAX_AGE, check_same_origin, client_address, hash_token, new_owner_token, owner_hash,
+)
+from server.settings import MAX_UPLOAD_BYTES
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+OPENAPI_FILE = Path(__file__).parent / "static" / "openapi.json"
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["i2edit"]
+
+
+@bp.before_request
+def _guard_state_changes() -> None:
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        check_same_origin(request)
+        rt = runtime()
+        rt.limiter.hit(client_address(request, rt.settings.trust_proxy))
+
+
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    if request.endpoint != "api.image":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- conversations --------------------------------------------------------------------------------
+
+@bp.post("/conversations")
+def create_conversation():
+    rt = runtime()
+    photo = sample = None
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("photo")
+        if upload is not None and upload.filename != "":
+            data = upload.stream.read(MAX_UPLOAD_BYTES + 1)
+            try:
+                photo = decode_upload(data)
+            except ImageRejected as exc:
+                raise ApiError(exc.status, "bad_photo" if exc.status == 400 else "photo_too_large", str(exc))
+        elif request.form.get("sample"):
+            sample = request.form["sample"]
+    else:
+        body = _json_body(allow_empty=True)
+        sample = body.get("sample")
+        if sample is not None and not isinstance(sample, str):
+            raise ApiError(400, "bad_request", '"sample" must be the name of a sample photo')
+    token = request.cookies.get(OWNER_COOKIE) or new_owner_token()
+    conversation_id = chat.create_conversation(rt, hash_token(token), photo=photo, sample=sample)
+    response = jsonify(_conversation_json(chat.view_conversation(rt, conversation_id, hash_token(token))))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.get_conversation", conversation_id=conversation_id)
+    response.set_cookie(OWNER_COOKIE, token, max_age=OWNER_COOKIE_MAX_AGE, httponly=True, samesite="Lax",
+                        secure=request.is_secure, path="/")
+    return response
+
+
+@bp.get("/conversations/<conversation_id>")
+def get_conversation(conversation_id: str):
+    return jsonify(_conversation_json(chat.view_conversation(runtime(), conversation_id, owner_hash(request))))
+
+
+@bp.post("/conversations/<conversation_id>/turns")
+def post_turn(conversation_id: str):
+    body = _json_body()
+    turn, parent_index, job = chat.post_turn(runtime(), conversation_id, owner_hash(request), body.get("text"),
+                                             body.get("parent_turn"))
+    return jsonify({"turn": _turn_json(turn, parent_index, job)}), 201
+
+
+@bp.post("/conversations/<conversation_id>/undo")
+def undo(conversation_id: str):
+    rt = runtime()
+    chat.undo(rt, conversation_id, owner_hash(request))
+    return jsonify(_conversation_json(chat.view_conversation(rt, conversation_id, owner_hash(request))))
+
+
+# --- jobs and images ------------------------------------------------------------------------------
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str):
+    job, turn_index = chat.view_job(runtime(), job_id, owner_hash(request))
+    return jsonify(_job_json(job, turn_index))
+
+
+@bp.get("/images/<key>")
+def image(key: str):
+    rt = runtime()
+    if not valid_key(key) or not rt.store.exists(key) or not chat.image_visible(rt, key, owner_hash(request)):
+        raise chat.not_found("image")
+    download = request.args.get("download") == "1"
+    response = send_file(rt.store.path(key), mimetype="image/png" if key.endswith(".png") else "image/jpeg",
+                         as_attachment=download, download_name=f"i2edit-{key[:12]}.{key.rsplit('.', 1)[1]}",
+                         max_age=3600)
+    response.headers["Cache-Control"] = "private, max-age=3600, immutable"  # content-addressed: never changes
+    return response
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return send_file(OPENAPI_FILE, mimetype="application/json", max_age=0)
+
+
+# --- JSON shapes ----------------------------------------------------------------------------------
+
+def _json_body(allow_empty: bool = False) -> dict:
+    if allow_empty and not request.get_data(cache=True):
+        return {}
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_json", "the body is not a JSON object")
+    return body
+
+
+def _image_url(key: str | None) -> str | None:
+    return url_for("api.image", key=key) if key else None
+
+
+def _job_json(job: EditJob | None, turn_index: int | None = None) -> dict | None:
+    if job is None:
+        return None
+    return {
+        "id": job.id, "status": job.status, "progress": round(job.progress, 4), "step": job.step,
+        "total": job.total, "preview_url": _image_url(job.preview_key), "image_url": _image_url(job.image_key),
+        "error": job.error, "turn": turn_index, "metrics": job.metrics,
+    }
+
+
+def _turn_json(turn: Turn, parent_index: int | None, job: EditJob | None) -> dict:
+    return {
+        "index": turn.index, "parent": parent_index, "user": turn.user_text, "belief_state": turn.belief_state,
+        "response": turn.response, "image_url": _image_url(turn.image_key),
+        "job": _job_json(job, turn.index), "created_at": turn.created_at.isoformat() + "Z",
+    }
+
+
+def _conversation_json(view: chat.ConversationView) -> dict:
+    conversation = view.conversation
+    photo = conversation.photo
+    index_of = {t.id: t.index for t in view.turns}
+    return {
+        "id": conversation.id,
+        "created_at": conversation.created_at.isoformat() + "Z",
+        "photo": None if photo is None else {
+            "url": _image_url(photo.image_key), "width": photo.width, "height": photo.height,
+            "source": photo.source,
+        },
+        "editing": {"available": view.editing_available, "detail": view.editing_detail},
+        "head": index_of.get(conversation.head_turn_id),
+        "path": view.path,
+        "turns": [_turn_json(t, index_of.get(t.parent_id), view.latest_job.get(t.id)) for t in view.turns],
+    }

@@ -1,0 +1,296 @@
+"""Conversations as the API sees them: create, add a turn (optionally branching), undo, look up.
+
+Turns form a tree (`parent_id`); the conversation's `head` is the turn the next one continues, so undo moves
+the head to its parent and "continue from here" starts a branch at any turn. Every turn re-edits the original
+photo from the whole belief state (multi-turn mode), so a turn whose state some earlier turn already rendered
+reuses that image, and a new turn supersedes (cancels) edits still pending for other turns.
+
+Only one turn (or undo) at a time per conversation: a row-level flag taken with one atomic UPDATE (safe across
+processes); a second concurrent request gets 409. A flag older than `LOCK_TTL` (its process died) is taken over.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from PIL import Image
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from dialogue.ontology import BeliefState
+from server.errors import ApiError
+from server.models import Conversation, EditJob, Photo, Turn, new_id, utcnow
+from server.runtime import Runtime
+from server.settings import MAX_TEXT_CHARS
+
+log = logging.getLogger(__name__)
+
+LOCK_TTL = timedelta(minutes=2)
+
+
+@dataclass
+class ConversationView:
+    """A conversation with everything the API returns about it, loaded and detached from the session."""
+
+    conversation: Conversation
+    turns: list[Turn]
+    latest_job: dict[int, EditJob]  # turn id -> its newest job
+    path: list[int]  # turn indices from the first turn to the head
+    editing_available: bool
+    editing_detail: str
+
+
+def not_found(what: str = "conversation") -> ApiError:
+    return ApiError(404, "not_found", f"no such {what} (or it belongs to someone else)")
+
+
+def validate_text(text: object) -> str:
+    """The user's text, or a 400/413 `ApiError` saying what is wrong with it."""
+    if not isinstance(text, str):
+        raise ApiError(400, "bad_request", 'send JSON {"text": "..."} with the text as a string')
+    if len(text) > MAX_TEXT_CHARS:
+        raise ApiError(413, "text_too_long", f"the text has {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
+    if not text.strip():
+        raise ApiError(400, "empty_text", "the text is empty: write what to change in the photo")
+    return text.strip()
+
+
+# --- creating -------------------------------------------------------------------------------------
+
+def create_conversation(rt: Runtime, owner_hash: str, photo: Image.Image | None = None,
+                        sample: str | None = None) -> str:
+    """A new conversation owned by `owner_hash`, with an uploaded photo, a sample, or neither; returns its id."""
+    photo_row = None
+    if sample is not None:
+        key = rt.sample_keys.get(sample)
+        if key is None:
+            known = ", ".join(sorted(rt.sample_keys)) or "none on this server"
+            raise ApiError(400, "unknown_sample", f"there is no sample photo {sample!r}; samples: {known}")
+        width, height = rt.store.open(key).size
+        photo_row = Photo(image_key=key, width=width, height=height, source=f"sample:{sample}")
+    elif photo is not None:
+        key = rt.store.put(photo)
+        photo_row = Photo(image_key=key, width=photo.width, height=photo.height, source="upload")
+    with rt.db.write() as session:
+        conversation = Conversation(id=new_id(), owner_hash=owner_hash, photo=photo_row)
+        session.add(conversation)
+        return conversation.id
+
+
+# --- turns ----------------------------------------------------------------------------------------
+
+def post_turn(rt: Runtime, conversation_id: str, owner_hash: str | None, text: object,
+              parent_index: object = None) -> tuple[Turn, int | None, EditJob | None]:
+    """Track and answer `text` after the head (or after turn `parent_index`, branching); maybe queue an edit.
+
+    Returns the new turn, its parent's index (None for a first turn) and the edit job it waits for (or None).
+    """
+    with rt.db.read() as session:
+        _owned(session, conversation_id, owner_hash)
+    text = validate_text(text)
+    if parent_index is not None and (isinstance(parent_index, bool) or not isinstance(parent_index, int)):
+        raise ApiError(400, "bad_request", "parent_turn must be the index (an integer) of an earlier turn")
+    if rt.dialogue is None:
+        raise ApiError(503, "dialogue_unavailable", rt.dialogue_status.detail)
+    token = _lock(rt, conversation_id)
+    try:
+        with rt.db.read() as session:
+            conversation = _owned(session, conversation_id, owner_hash, load_turns=True)
+            by_index = {t.index: t for t in conversation.turns}
+            by_id = {t.id: t for t in conversation.turns}
+            if parent_index is None:
+                parent = by_id.get(conversation.head_turn_id) if conversation.head_turn_id else None
+            elif parent_index in by_index:
+                parent = by_index[parent_index]
+            else:
+                raise ApiError(400, "unknown_parent_turn", f"this conversation has no turn {parent_index}")
+            history = [(t.user_text, t.response) for t in _lineage(parent, by_id)]
+            photo_source = conversation.photo.source if conversation.photo else None
+        try:
+            state, response = rt.dialogue.step(history, text)
+        except ValueError as exc:
+            raise ApiError(400, "bad_text", str(exc)) from None
+        with rt.db.write() as session:
+            conversation = session.get(Conversation, conversation_id)
+            index = session.scalar(select(Turn.index).where(Turn.conversation_id == conversation_id)
+                                   .order_by(Turn.index.desc()).limit(1))
+            turn = Turn(conversation_id=conversation_id, index=0 if index is None else index + 1,
+                        parent_id=parent.id if parent else None, user_text=text,
+                        belief_state=state.to_dict(), response=response)
+            session.add(turn)
+            session.flush()
+            conversation.head_turn_id = turn.id
+            conversation.updated_at = utcnow()
+            conversation.busy_token = None
+            job = _settle_image(rt, session, turn, photo_source)
+            token = None
+    finally:
+        if token is not None:
+            _unlock(rt, conversation_id, token)
+    if job is not None:
+        rt.jobs_waiting.set()
+    return turn, (parent.index if parent else None), job
+
+
+def undo(rt: Runtime, conversation_id: str, owner_hash: str | None) -> EditJob | None:
+    """Move the head back to its parent turn (the turn itself stays, for the gallery and for branching)."""
+    with rt.db.read() as session:
+        _owned(session, conversation_id, owner_hash)
+    token = _lock(rt, conversation_id)
+    try:
+        with rt.db.write() as session:
+            conversation = session.get(Conversation, conversation_id)
+            if conversation.head_turn_id is None:
+                raise ApiError(409, "nothing_to_undo", "there is no turn to undo")
+            head = session.get(Turn, conversation.head_turn_id)
+            conversation.head_turn_id = head.parent_id
+            conversation.updated_at = utcnow()
+            conversation.busy_token = None
+            job = None
+            if head.parent_id is not None:
+                photo_source = conversation.photo.source if conversation.photo else None
+                job = _settle_image(rt, session, session.get(Turn, head.parent_id), photo_source)
+            else:
+                _supersede(session, conversation_id, keep_turn_id=None)
+            token = None
+    finally:
+        if token is not None:
+            _unlock(rt, conversation_id, token)
+    if job is not None:
+        rt.jobs_waiting.set()
+    return job
+
+
+def _settle_image(rt: Runtime, session: Session, turn: Turn, photo_source: str | None) -> EditJob | None:
+    """Give `turn` an image: reuse one rendered for the same state, or queue an edit. Cancels other pending edits.
+
+    Returns the job the turn waits for (new or still pending), or None.
+    """
+    _supersede(session, turn.conversation_id, keep_turn_id=turn.id)
+    if turn.image_key is not None or not turn.belief_state or not rt.can_edit(photo_source):
+        return None
+    state = BeliefState.from_dict(turn.belief_state)
+    rendered = session.scalars(select(Turn).where(Turn.conversation_id == turn.conversation_id,
+                                                  Turn.image_key.is_not(None))).all()
+    for other in rendered:
+        if BeliefState.from_dict(other.belief_state) == state:
+            turn.image_key = other.image_key
+            return None
+    pending = session.scalar(select(EditJob).where(EditJob.turn_id == turn.id,
+                                                   EditJob.status.in_(("queued", "running"))))
+    if pending is not None:
+        pending.cancel_requested = False
+        return pending
+    job = EditJob(id=new_id(), conversation_id=turn.conversation_id, turn_id=turn.id, status="queued",
+                  step=0, total=0, attempts=0, cancel_requested=False, created_at=utcnow())
+    session.add(job)
+    session.flush()
+    return job
+
+
+def _supersede(session: Session, conversation_id: str, keep_turn_id: int | None) -> None:
+    """Cancel queued edits of the conversation's other turns and ask running ones to stop."""
+    others = [EditJob.conversation_id == conversation_id]
+    if keep_turn_id is not None:
+        others.append(EditJob.turn_id != keep_turn_id)
+    now = utcnow()
+    session.execute(update(EditJob).where(*others, EditJob.status == "queued")
+                    .values(status="cancelled", error="superseded by a newer turn", finished_at=now)
+                    .execution_options(synchronize_session=False))
+    session.execute(update(EditJob).where(*others, EditJob.status == "running")
+                    .values(cancel_requested=True).execution_options(synchronize_session=False))
+
+
+# --- looking up -----------------------------------------------------------------------------------
+
+def view_conversation(rt: Runtime, conversation_id: str, owner_hash: str | None) -> ConversationView:
+    with rt.db.read() as session:
+        conversation = _owned(session, conversation_id, owner_hash, load_turns=True)
+        jobs = session.scalars(select(EditJob).where(EditJob.conversation_id == conversation_id)
+                               .order_by(EditJob.created_at)).all()
+        latest = {job.turn_id: job for job in jobs}
+        by_id = {t.id: t for t in conversation.turns}
+        head = by_id.get(conversation.head_turn_id) if conversation.head_turn_id else None
+        path = [t.index for t in _lineage(head, by_id)]
+        source = conversation.photo.source if conversation.photo else None
+        return ConversationView(conversation, list(conversation.turns), latest, path,
+                                rt.can_edit(source), rt.editing_note(source))
+
+
+def view_job(rt: Runtime, job_id: str, owner_hash: str | None) -> tuple[EditJob, int]:
+    """The job and its turn's index; 404 unless the job's conversation belongs to `owner_hash`."""
+    with rt.db.read() as session:
+        row = session.execute(
+            select(EditJob, Turn.index).join(Turn, Turn.id == EditJob.turn_id)
+            .join(Conversation, Conversation.id == EditJob.conversation_id)
+            .where(EditJob.id == job_id, Conversation.owner_hash == (owner_hash or "-"))
+        ).first()
+        if row is None:
+            raise not_found("job")
+        return row[0], row[1]
+
+
+def image_visible(rt: Runtime, key: str, owner_hash: str | None) -> bool:
+    """Whether `key` is a sample or an image of one of `owner_hash`'s conversations."""
+    if key in rt.sample_keys.values():
+        return True
+    if owner_hash is None:
+        return False
+    owned = Conversation.owner_hash == owner_hash
+    queries = (
+        select(Conversation.id).join(Photo, Photo.id == Conversation.photo_id).where(owned, Photo.image_key == key),
+        select(Turn.id).join(Conversation, Conversation.id == Turn.conversation_id)
+        .where(owned, Turn.image_key == key),
+        select(EditJob.id).join(Conversation, Conversation.id == EditJob.conversation_id)
+        .where(owned, or_(EditJob.image_key == key, EditJob.preview_key == key)),
+    )
+    with rt.db.read() as session:
+        return any(session.scalar(select(exists(q))) for q in queries)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+def _owned(session: Session, conversation_id: str, owner_hash: str | None,
+           load_turns: bool = False) -> Conversation:
+    query = select(Conversation).where(Conversation.id == conversation_id,
+                                       Conversation.owner_hash == (owner_hash or "-"))
+    query = query.options(selectinload(Conversation.photo))
+    if load_turns:
+        query = query.options(selectinload(Conversation.turns))
+    conversation = session.scalar(query)
+    if conversation is None:
+        raise not_found()
+    return conversation
+
+
+def _lineage(turn: Turn | None, by_id: dict[int, Turn]) -> list[Turn]:
+    """`turn` and its ancestors, oldest first."""
+    out = []
+    while turn is not None:
+        out.append(turn)
+        turn = by_id.get(turn.parent_id) if turn.parent_id is not None else None
+    return out[::-1]
+
+
+def _lock(rt: Runtime, conversation_id: str) -> str:
+    token = new_id()
+    now = utcnow()
+    with rt.db.write() as session:
+        taken = session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id,
+                   or_(Conversation.busy_token.is_(None), Conversation.busy_since < now - LOCK_TTL))
+            .values(busy_token=token, busy_since=now).execution_options(synchronize_session=False)
+        ).rowcount
+    if taken != 1:
+        raise ApiError(409, "turn_in_progress",
+                       "another turn of this conversation is still being processed; wait for its answer")
+    return token
+
+
+def _unlock(rt: Runtime, conversation_id: str, token: str) -> None:
+    with rt.db.write() as session:
+        session.execute(update(Conversation)
+                        .where(Conversation.id == conversation_id, Conversation.busy_token == token)
+                        .values(busy_token=None, busy_since=None).execution_options(synchronize_session=False))

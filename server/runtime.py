@@ -1,0 +1,55 @@
+"""`Runtime`: the long-lived parts one server process shares between requests and its in-process workers."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from server.db import Database
+from server.dialogue_service import DialogueService, DialogueStatus
+from server.editing_setup import EditingSetup
+from server.images import ImageStore
+from server.security import RateLimiter
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    store: ImageStore
+    dialogue: DialogueService | None
+    dialogue_status: DialogueStatus
+    editing: EditingSetup
+    limiter: RateLimiter
+    sample_keys: dict[str, str] = field(default_factory=dict)  # sample name -> image key
+    jobs_waiting: threading.Event = field(default_factory=threading.Event)  # wakes in-process workers
+
+    def import_samples(self) -> None:
+        """Copy the weight set's sample photos into the image store (re-encoded) so the API can serve them."""
+        for name, path in self.editing.samples.items():
+            try:
+                with Image.open(path) as image:
+                    self.sample_keys[name] = self.store.put(image.convert("RGB"))
+            except OSError as exc:
+                log.warning("sample photo %s could not be read and is left out: %s", path, exc)
+
+    def can_edit(self, photo_source: str | None) -> bool:
+        """Whether a photo from `photo_source` ("upload", "sample:NAME") can be edited with these weights."""
+        if photo_source is None or not self.editing.available:
+            return False
+        return photo_source.startswith("sample:") or self.editing.real_photos
+
+    def editing_note(self, photo_source: str | None) -> str:
+        """A sentence for the page: what editing will do for this conversation, or why it will not."""
+        if not self.editing.available:
+            return self.editing.detail
+        if photo_source is None:
+            return "Upload a photo or pick a sample to edit it; without one, i2edit only chats."
+        if not self.can_edit(photo_source):
+            return self.editing.real_photo_note or "These weights cannot edit uploaded photos."
+        return self.editing.detail

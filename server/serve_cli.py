@@ -1,0 +1,120 @@
+"""`i2edit serve` (the chat server under waitress) and `i2edit worker` (extra edit workers)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    serve = subparsers.add_parser(
+        "serve", help="run the chat server (web page + JSON API + one edit worker)",
+        description="Run the i2edit chat server under waitress. Settings come from I2EDIT_* variables "
+                    "(see server/settings.py); these flags override them.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    _add_common(serve)
+    serve.add_argument("--dialogue-model", help="dialogue model directory (default: the shipped model)")
+    serve.add_argument("--workers", type=int, help="in-process edit workers (default 1; 0: only `i2edit worker`)")
+    serve.add_argument("--threads", type=int, help="request threads (default 64)")
+    serve.add_argument("--rate-limit", help="state-changing requests per client, e.g. 60/minute, or 0 (off)")
+    serve.set_defaults(func=_serve)
+
+    worker = subparsers.add_parser(
+        "worker", help="run an extra edit worker against the server's database",
+        description="Run edit jobs from the database that `i2edit serve` uses (e.g. one worker per GPU: "
+                    "--device cuda:1). Stops on Ctrl-C, handing its running job back to the queue.")
+    _add_common(worker)
+    worker.set_defaults(func=_worker)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="data dir for the database, images and caches (default ./var)")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite file in the data dir)")
+    parser.add_argument("--weights", help="editing weight set name or directory: auto (default), ffhq, demo, none")
+    parser.add_argument("--device", help="torch device for editing: auto (default), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--edit-steps", type=int, help="optimisation steps per edit (default: the editor's, 300)")
+
+
+def _settings(args: argparse.Namespace):
+    from pathlib import Path
+
+    from server.settings import RateLimit, Settings
+
+    return Settings.from_env(
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        database_url=args.database_url,
+        weights=args.weights,
+        device=args.device,
+        edit_steps=args.edit_steps,
+        dialogue_model=getattr(args, "dialogue_model", None),
+        workers=getattr(args, "workers", None),
+        threads=getattr(args, "threads", None),
+        rate_limit=RateLimit.parse(args.rate_limit) if getattr(args, "rate_limit", None) else None,
+    )
+
+
+def _interrupt_on_sigterm() -> None:
+    def handler(signum, frame):
+        raise KeyboardInterrupt()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from waitress import create_server
+
+    from server.app import create_app, shutdown
+
+    settings = _settings(args)
+    app = create_app(settings)
+    rt = app.extensions["i2edit"]
+    server = create_server(app, host=args.host, port=args.port, threads=settings.threads,
+                           ident="i2edit", clear_untrusted_proxy_headers=True)
+    host = args.host if args.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    print(f"dialogue: {rt.dialogue_status.detail}", flush=True)
+    print(f"editing:  {rt.editing.detail}", flush=True)
+    print(f"data:     {settings.data_dir.resolve()} ({settings.db_url.split('://')[0]})", flush=True)
+    print(f"i2edit is running at http://{host}:{server.effective_port}/  (Ctrl-C stops it)", flush=True)
+    _interrupt_on_sigterm()
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+    finally:
+        server.close()
+        shutdown(app)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from server.db import Database
+    from server.editing_setup import probe_editing
+    from server.images import ImageStore
+    from server.worker import Worker
+
+    settings = _settings(args)
+    editing = probe_editing(settings.weights, settings.device)
+    if not editing.available:
+        raise RuntimeError(f"this worker cannot edit: {editing.detail}")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+    db.upgrade()
+    worker = Worker(settings, db, ImageStore(settings.images_dir), editing, name="worker")
+    print(f"{editing.detail} Worker {worker.worker_id} is waiting for jobs in {settings.db_url} (Ctrl-C stops it)",
+          flush=True)
+    _interrupt_on_sigterm()
+    thread = threading.Thread(target=worker.run, name=worker.worker_id)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except KeyboardInterrupt:
+        print("stopping; the running edit goes back to the queue", flush=True)
+        worker.stop()
+    finally:
+        db.dispose()
+    return 0
