@@ -1,0 +1,195 @@
+"""The simulator's phrasings (JSON under `data_tools/phrasings/`), their held-out share, and text assembly.
+
+Files:
+- `values.json`: per ontology value, user wording: `do` (imperative verb phrases, "give {obj} bangs"),
+  `np` (noun phrases, "a fringe"), `the` (definite noun phrases for removals and changes, "the fringe"),
+  `remove` (verb phrases that drop the value, "take the bangs away"), and for the expression, hair
+  colour and straight/wavy values `adj` (adjectives for "make the hair {new} instead of {old}").
+- `user.json`: user frames that wrap those phrases ("can you {do}?", "what would {subj} look like with
+  {np}?"), two-value joiners, change and removal frames, accepts, declines, openers, reactions, closings.
+- `system.json`: system acknowledgements and the `next` / `request` / `suggest` questions.
+
+Placeholders: `{obj}` her/him/them/me, `{poss}` her/his/their/my, `{subj}` she/he/they/I, `{self}`
+her/him/them/myself ("see {self} with..."), `{is}` is/are/am; frames add `{do}`, `{np}`, `{old}`,
+`{new}`, `{bare}`, `{slot}`, `{val}`, `{sentence}`, `{decline}`, `{a}`, `{b}`.
+
+Held out: in `values.json` and `user.json`, a quarter (rounded up) of every list of at least
+`MIN_HOLDOUT_LIST` phrasings is never used for the train split, only for val and test. Which ones is
+fixed by a hash of the text, so it does not depend on the seed. System responses are not held out.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterator
+
+from dialogue.ontology import VALUES
+
+PHRASINGS_DIR = Path(__file__).with_name("phrasings")
+HOLDOUT_SHARE = 0.25
+MIN_HOLDOUT_LIST = 4
+TRAIN = "train"
+
+
+@dataclass(frozen=True)
+class Person:
+    """How a text refers to the face being edited (pronouns and the matching form of 'to be')."""
+
+    subj: str
+    obj: str
+    poss: str
+    refl: str  # the object form after "see": her / him / them / myself
+    is_: str
+
+    def forms(self) -> dict[str, str]:
+        return {"subj": self.subj, "obj": self.obj, "poss": self.poss, "self": self.refl, "is": self.is_}
+
+
+PRONOUNS: dict[str, Person] = {
+    "she": Person("she", "her", "her", "her", "is"),
+    "he": Person("he", "him", "his", "him", "is"),
+    "they": Person("they", "them", "their", "them", "are"),
+    "I": Person("I", "me", "my", "myself", "am"),
+}
+SYSTEM_VIEW: dict[str, Person] = {  # how the system refers to the face of a user who says she/he/they/I
+    "she": PRONOUNS["she"], "he": PRONOUNS["he"], "they": PRONOUNS["they"],
+    "I": Person("you", "you", "your", "you", "are"),
+}
+NOUN_REFERENTS: dict[str, tuple[str, ...]] = {  # third-person alternatives to the pronoun
+    "she": ("the woman", "this lady", "the girl", "my friend"),
+    "he": ("the man", "this guy", "the guy", "my friend"),
+    "they": ("this person", "the person", "my friend"),
+    "I": (),
+}
+
+
+def noun_person(noun: str) -> Person:
+    return Person(noun, noun, f"{noun}'s", noun, "is")
+
+
+def _holdout_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def split_heldout(items: list[str]) -> tuple[list[str], list[str]]:
+    """(train items, held-out items) of one phrasing list; lists shorter than MIN_HOLDOUT_LIST hold nothing out."""
+    if len(items) < MIN_HOLDOUT_LIST:
+        return list(items), []
+    held = set(sorted(items, key=_holdout_key)[: math.ceil(HOLDOUT_SHARE * len(items))])
+    return [s for s in items if s not in held], [s for s in items if s in held]
+
+
+def _lists(tree: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], list[str]]]:
+    if isinstance(tree, list):
+        yield path, tree
+    elif isinstance(tree, dict):
+        for key, sub in tree.items():
+            yield from _lists(sub, (*path, key))
+
+
+class PhraseBank:
+    """All phrasings, loaded once; `view(split)` gives the ones a split may use."""
+
+    def __init__(self, values: dict, user: dict, system: dict):
+        missing = set(VALUES) - set(values)
+        if missing:
+            raise ValueError(f"values.json lacks phrasings for {sorted(missing)}")
+        self.data = {"values": values, "user": user, "system": system}
+
+    @classmethod
+    def load(cls, directory: Path = PHRASINGS_DIR) -> "PhraseBank":
+        parts = {}
+        for name in ("values", "user", "system"):
+            path = directory / f"{name}.json"
+            try:
+                parts[name] = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ValueError(f"cannot load phrasings from {path}: {exc}") from exc
+        return cls(**parts)
+
+    @cached_property
+    def heldout(self) -> dict[tuple[str, ...], list[str]]:
+        """Held-out phrasings by list path, e.g. `("values", "bangs", "np")` -> ["curtain bangs", ...]."""
+        out = {}
+        for part in ("values", "user"):
+            for path, items in _lists(self.data[part], (part,)):
+                _, held = split_heldout(items)
+                if held:
+                    out[path] = held
+        return out
+
+    @cached_property
+    def _train_lists(self) -> dict[tuple[str, ...], list[str]]:
+        out = {}
+        for part in ("values", "user", "system"):
+            for path, items in _lists(self.data[part], (part,)):
+                out[path] = split_heldout(items)[0] if part != "system" else list(items)
+        return out
+
+    @cached_property
+    def _all_lists(self) -> dict[tuple[str, ...], list[str]]:
+        return {path: list(items) for part in ("values", "user", "system")
+                for path, items in _lists(self.data[part], (part,))}
+
+    def lists(self, split: str) -> dict[tuple[str, ...], list[str]]:
+        """Every phrasing list a split may draw from: train excludes the held-out phrasings."""
+        return self._train_lists if split == TRAIN else self._all_lists
+
+    def view(self, split: str, rng: random.Random) -> "BankView":
+        return BankView(self.lists(split), rng)
+
+
+class BankView:
+    """Random choice among the phrasings one split may use."""
+
+    def __init__(self, lists: dict[tuple[str, ...], list[str]], rng: random.Random):
+        self._lists = lists
+        self.rng = rng
+
+    def has(self, *path: str) -> bool:
+        return bool(self._lists.get(path))
+
+    def pick(self, *path: str) -> str:
+        try:
+            return self.rng.choice(self._lists[path])
+        except KeyError:
+            raise KeyError(f"no phrasings at {'/'.join(path)}") from None
+
+
+# --- text assembly -----------------------------------------------------------------------------
+
+def capitalize(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def assemble(pieces: list[str]) -> str:
+    """Join sentence pieces into one utterance.
+
+    A piece that follows one ending in ',' or ':' or in a word (a connector such as "oh, and")
+    continues the sentence (its first letter stays lower case); otherwise it starts a new sentence
+    and is capitalised. The end gets a full stop when it has no final punctuation.
+    """
+    out = ""
+    for piece in pieces:
+        piece = " ".join(piece.split())
+        if not piece:
+            continue
+        if not out:
+            out = capitalize(piece)
+        elif out[-1] in ",:" or out[-1].isalnum():
+            out += " " + piece
+        else:
+            out += " " + capitalize(piece)
+    if out and out[-1] not in ".?!":
+        out += "."
+    return out
+
+
+def strip_end(text: str) -> str:
+    """A phrase without its final punctuation ("no thanks." -> "no thanks")."""
+    return text.rstrip(" .!?,")
