@@ -145,12 +145,13 @@ class Worker:
                 update(EditJob).where(EditJob.id == job_id, EditJob.worker_id == self.worker_id,
                                       EditJob.status == "running")
                 .values(status="done", image_key=key, metrics=metrics, finished_at=utcnow(), error=None,
+                        preview_key=None,
                         step=progress.total or progress.step, total=progress.total or progress.step)
                 .execution_options(synchronize_session=False)).rowcount
             if done:
                 session.execute(update(Turn).where(Turn.id == turn_id).values(image_key=key)
                                 .execution_options(synchronize_session=False))
-        progress.drop_preview()
+        progress.discard_preview()
 
     def _inversion(self, photo: Photo) -> Any:
         """The photo's inversion for these weights: from memory, the data dir's cache, or computed (and cached)."""
@@ -210,8 +211,8 @@ class Worker:
             job = session.get(EditJob, job_id)
             if job is None or job.worker_id != self.worker_id or job.status != "running":
                 return
-            job.status, job.error, job.finished_at = status, error, utcnow()
             preview = job.preview_key
+            job.status, job.error, job.finished_at, job.preview_key = status, error, utcnow(), None
         if preview:
             _drop_preview_if_unused(self.db, self.store, preview, keep_job=None)
 
@@ -342,12 +343,9 @@ class _Progress:
                                 .values(**values).execution_options(synchronize_session=False))
             self._last_write = now
 
-    def drop_preview(self) -> None:
-        """After the job is done its preview is no longer needed."""
+    def discard_preview(self) -> None:
+        """Delete the last preview file once the job row no longer shows it (the job is done)."""
         if self._preview_key:
-            with self.db.write() as session:
-                session.execute(update(EditJob).where(EditJob.id == self.job_id).values(preview_key=None)
-                                .execution_options(synchronize_session=False))
             _drop_preview_if_unused(self.db, self.store, self._preview_key, keep_job=None)
 
 
