@@ -1,0 +1,341 @@
+"""Multi-task training of the dialogue model (paper §5.1): belief tracking and response examples shuffled
+together, validation joint accuracy each epoch, best model kept, resumable, one or several processes.
+
+Output directory layout:
+- `OUT/` holds the best model so far (loadable with `DialogueModel.from_pretrained(OUT)`),
+- `OUT/checkpoint/` the latest weights plus `state.pt` (optimizer, scheduler, position, best score) and
+  `rng-<rank>.pt`, written every `save_every` steps, at each epoch end and on Ctrl-C; `--resume` continues
+  from it at the exact batch it stopped at,
+- `OUT/train_log.jsonl` one line per epoch.
+
+Several processes: start with `torchrun --nproc_per_node N -m dialogue.train ...` (or `accelerate launch`, which
+sets the same variables); each process takes every N-th batch and gradients are averaged by
+`DistributedDataParallel` (NCCL on GPUs, gloo on CPU). `batch_size` is the global batch.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from dialogue.formats import TRACK, turn_examples
+from dialogue.metrics import joint_accuracy
+from dialogue.model import DialogueModel
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint"
+STATE_FILE = "state.pt"
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """What `i2edit train-dialogue` takes. Exactly one of `init`/`preset` when not resuming."""
+
+    data_dir: Path
+    out_dir: Path
+    init: Path | None = None          # an HF T5 / PPTOD / project-trained directory to fine-tune
+    preset: str | None = None         # or a from-scratch preset name (dialogue.presets)
+    epochs: int = 10
+    batch_size: int = 64              # global batch (all processes together)
+    lr: float | None = None           # None: 5e-5 with --init (the paper's), the preset's own with --preset
+    resume: bool = False
+    seed: int = 0
+    val_dialogues: int | None = None  # validate on the first N validation dialogues (None: all)
+    save_every: int = 200             # optimizer steps between resumable checkpoints
+    max_steps: int | None = None      # stop after this many optimizer steps in total (tests, smoke runs)
+    eval_batch_size: int = 128
+    warmup_ratio: float = 0.02
+    threads: int | None = None        # torch CPU threads per process
+
+
+@dataclass
+class Distributed:
+    """This process's place in a torchrun/accelerate launch (world 1 when started plainly)."""
+
+    rank: int
+    world: int
+    local_rank: int
+
+    @classmethod
+    def from_env(cls) -> "Distributed":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def all_sum(self, values: Sequence[float]) -> list[float]:
+        if self.world == 1:
+            return list(values)
+        tensor = torch.tensor(list(values), dtype=torch.float64)
+        if torch.distributed.get_backend() == "nccl":
+            tensor = tensor.cuda()
+        torch.distributed.all_reduce(tensor)
+        return tensor.cpu().tolist()
+
+
+def read_split(data_dir: Path, split: str):
+    """Validated dialogues of `DATA_DIR/<split>.jsonl` (raises naming the file when it is missing)."""
+    from data_tools.schema import read_dialogues
+
+    path = Path(data_dir) / f"{split}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: --data must be a corpus directory with train.jsonl and "
+                                f"val.jsonl (build one with `i2edit data build --out DIR`)")
+    return read_dialogues(path)
+
+
+def corpus_texts(dialogues) -> list[str]:
+    """Every encoder and target string of a corpus (what the from-scratch tokenizer is trained on)."""
+    out = []
+    for dialogue in dialogues:
+        for example in turn_examples(dialogue.turns):
+            out.extend((example.source, example.target))
+    return out
+
+
+def tokenize_corpus(model: DialogueModel, dialogues) -> list[tuple[list[int], list[int]]]:
+    """(encoder ids, target ids) of both tasks for every turn, in corpus order."""
+    return [(model.encode(ex.task, ex.context), model.encode_target(ex.target))
+            for dialogue in dialogues for ex in turn_examples(dialogue.turns)]
+
+
+def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Length-bucketed batches of example indices in a shuffled order fixed by (seed, epoch).
+
+    Indices are shuffled, cut into pools of 50 batches, each pool sorted by length and cut into batches (so
+    a batch holds similar lengths and little padding), then the batches are shuffled.
+    """
+    rng = random.Random(seed * 100_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * 50
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start:start + pool], key=lengths.__getitem__)
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(model: DialogueModel, pairs: Sequence[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+    """Model inputs for a batch: decoder input = target[:-1], labels = target[1:] (padding -> -100)."""
+    input_ids, attention_mask = model.pad([src for src, _ in pairs])
+    decoder_input_ids, decoder_mask = model.pad([tgt[:-1] for _, tgt in pairs])
+    labels, _ = model.pad([tgt[1:] for _, tgt in pairs])
+    labels[decoder_mask == 0] = -100
+    return {"input_ids": input_ids, "attention_mask": attention_mask,
+            "decoder_input_ids": decoder_input_ids, "labels": labels}
+
+
+def validation_joint_accuracy(model: DialogueModel, dialogues, dist: Distributed, batch_size: int) -> float:
+    """Joint accuracy of the tracker on `dialogues` (gold history), the turns shared among processes."""
+    turns, golds = [], []
+    for dialogue in dialogues:
+        history: list[tuple[str, str]] = []
+        for turn in dialogue.turns:
+            turns.append((list(history), turn.user))
+            golds.append(turn.belief_state)
+            history.append((turn.user, turn.system))
+    mine = list(range(dist.rank, len(turns), dist.world))
+    preds = []
+    for i in range(0, len(mine), batch_size):
+        chunk = [turns[j] for j in mine[i:i + batch_size]]
+        preds.extend(p.state for p in model.predict(chunk, tasks=(TRACK,)))
+    correct = joint_accuracy([golds[j] for j in mine], preds) * len(mine) if mine else 0.0
+    total_correct, total = dist.all_sum([correct, len(mine)])
+    return total_correct / max(total, 1)
+
+
+def _prepare_checkpoint(config: TrainConfig, dist: Distributed, train_dialogues) -> Path:
+    """Make sure `OUT/checkpoint` holds a model to start from (a new one unless resuming)."""
+    ckpt = config.out_dir / CHECKPOINT
+    if config.resume:
+        if not (ckpt / STATE_FILE).is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint in {ckpt} ({STATE_FILE} missing); start without "
+                                    f"--resume")
+        return ckpt
+    if (ckpt / STATE_FILE).is_file():
+        raise FileExistsError(f"{ckpt} holds an earlier run: pass --resume to continue it, or choose another --out")
+    if (config.init is None) == (config.preset is None):
+        raise ValueError("give exactly one of --init HF_DIR (fine-tune) or --preset NAME (from scratch)")
+    if dist.main:
+        if config.preset is not None:
+            model = DialogueModel.from_preset(config.preset, corpus_texts(train_dialogues), seed=config.seed)
+        else:
+            model = DialogueModel.from_pretrained(config.init, device="cpu")
+        model.save_pretrained(ckpt)
+    dist.barrier()
+    return ckpt
+
+
+def _save_checkpoint(model: DialogueModel, ckpt: Path, state: dict, dist: Distributed) -> None:
+    """Weights + training state (rank 0) and every rank's RNG state; written to a temp dir then swapped."""
+    rng = {"python": random.getstate(), "torch": torch.get_rng_state(),
+           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    if dist.main:
+        tmp = ckpt.with_name(CHECKPOINT + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        torch.save(state, tmp / STATE_FILE)
+        for old in ckpt.glob("rng-*.pt"):
+            shutil.copy(old, tmp / old.name)
+        shutil.rmtree(ckpt, ignore_errors=True)
+        tmp.rename(ckpt)
+    dist.barrier()
+    torch.save(rng, ckpt / f"rng-{dist.rank}.pt")
+    dist.barrier()
+
+
+def train(config: TrainConfig) -> dict:
+    """Run (or resume) training; returns the final state summary (best validation joint accuracy, steps).
+
+    Raises `FileNotFoundError`/`ValueError` with the fix for bad data, directories or options.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+    from tqdm import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    from dialogue.presets import get_preset
+
+    dist = Distributed.from_env()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    use_cuda = torch.cuda.is_available()
+    if dist.world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
+    device = torch.device(f"cuda:{dist.local_rank}" if use_cuda else "cpu")
+    if config.preset is not None:
+        get_preset(config.preset)  # fail on a bad name before reading data
+    config.out_dir = Path(config.out_dir)
+
+    train_dialogues = read_split(config.data_dir, "train")
+    val_dialogues = read_split(config.data_dir, "val")[: config.val_dialogues]
+    ckpt = _prepare_checkpoint(config, dist, train_dialogues)
+    model = DialogueModel.from_pretrained(ckpt, device=device)
+    state = torch.load(ckpt / STATE_FILE, weights_only=False) if config.resume else None
+
+    examples = tokenize_corpus(model, train_dialogues)
+    lengths = [len(src) + len(tgt) for src, tgt in examples]
+    steps_per_epoch = len(epoch_batches(lengths, config.batch_size, config.seed, 0)) // dist.world
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(examples)} training examples make no batch of {config.batch_size} per process")
+    total_steps = steps_per_epoch * config.epochs
+    if config.lr is None:
+        config.lr = get_preset(config.preset).lr if config.preset else 5e-5
+    if state is not None:
+        config.lr = state["lr"]
+
+    net = model.model
+    net.train()
+    ddp = DistributedDataParallel(net, device_ids=[dist.local_rank] if use_cuda else None) if dist.world > 1 else net
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=0.01)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    epoch, position, step, best = 0, 0, 0, -1.0
+    torch.manual_seed(config.seed + dist.rank)
+    random.seed(config.seed + dist.rank)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        epoch, position, step, best = state["epoch"], state["position"], state["step"], state["best"]
+        rng_file = ckpt / f"rng-{dist.rank}.pt"
+        if rng_file.is_file():
+            rng = torch.load(rng_file, weights_only=False)
+            random.setstate(rng["python"])
+            torch.set_rng_state(rng["torch"])
+            if use_cuda and rng["cuda"] is not None:
+                torch.cuda.set_rng_state_all(rng["cuda"])
+        log.info("resuming at epoch %d, batch %d (step %d, best val joint accuracy %.4f)",
+                 epoch + 1, position, step, best)
+
+    def snapshot() -> dict:
+        return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
+                "position": position, "step": step, "best": best, "lr": config.lr}
+
+    log.info("%d training examples (%d dialogues), %d steps per epoch, %d epochs, lr %g, %d process(es)",
+             len(examples), len(train_dialogues), steps_per_epoch, config.epochs, config.lr, dist.world)
+    try:
+        while epoch < config.epochs and (config.max_steps is None or step < config.max_steps):
+            batches = epoch_batches(lengths, config.batch_size, config.seed, epoch)
+            batches = batches[: steps_per_epoch * dist.world][dist.rank::dist.world]
+            started, seen, loss_sum = time.time(), 0, 0.0
+            bar = tqdm(total=steps_per_epoch, initial=position, desc=f"epoch {epoch + 1}/{config.epochs}",
+                       disable=not dist.main, dynamic_ncols=True)
+            net.train()
+            while position < steps_per_epoch and (config.max_steps is None or step < config.max_steps):
+                batch = collate(model, [examples[i] for i in batches[position]])
+                loss = ddp(**batch).loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                position, step = position + 1, step + 1
+                seen += len(batches[position - 1])
+                loss_sum += loss.item()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+                if step % config.save_every == 0:
+                    _save_checkpoint(model, ckpt, snapshot(), dist)
+            bar.close()
+            if position < steps_per_epoch:  # stopped by max_steps inside the epoch
+                break
+            net.eval()
+            score = validation_joint_accuracy(model, val_dialogues, dist, config.eval_batch_size)
+            seconds = time.time() - started
+            record = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(position, 1),
+                      "val_joint_accuracy": score, "seconds": round(seconds, 1),
+                      "examples_per_s": round(seen * dist.world / max(seconds, 1e-9), 1)}
+            log.info("epoch %d: %s", epoch + 1, record)
+            if score > best:
+                best = score
+                if dist.main:
+                    model.save_pretrained(config.out_dir)
+            if dist.main:
+                with open(config.out_dir / LOG_FILE, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            epoch, position = epoch + 1, 0
+            _save_checkpoint(model, ckpt, snapshot(), dist)
+    except KeyboardInterrupt:
+        log.warning("interrupted: saving a checkpoint to %s (continue with --resume)", ckpt)
+        _save_checkpoint(model, ckpt, snapshot(), dist)
+        raise
+    if config.max_steps is not None and position:
+        _save_checkpoint(model, ckpt, snapshot(), dist)
+    return {"best_val_joint_accuracy": best, "epochs_done": epoch, "steps": step}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for `torchrun -m dialogue.train` (same options as `i2edit train-dialogue`)."""
+    import argparse
+
+    from dialogue.cli import add_train_arguments, config_from_args
+
+    parser = argparse.ArgumentParser(prog="python -m dialogue.train", description=__doc__.splitlines()[0])
+    add_train_arguments(parser)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        train(config_from_args(parser.parse_args(argv)))
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
