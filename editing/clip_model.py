@@ -176,7 +176,9 @@ def load_clip(
     custom_text = model_cfg.pop("custom_text", False) or "hf_model_name" in model_cfg["text_cfg"]
     model = (CustomTextCLIP if custom_text else CLIP)(**model_cfg)
     state = load_state_dict_file(path, "CLIP")
-    for key in _OPENAI_EXTRA_KEYS:
+    # TorchScript archives also store non-persistent buffers (e.g. attn_mask) and OpenAI's metadata.
+    transient = {name for name, _ in model.named_buffers()} - set(model.state_dict())
+    for key in (*_OPENAI_EXTRA_KEYS, *transient):
         state.pop(key, None)
     if "logit_scale" in state:
         state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)

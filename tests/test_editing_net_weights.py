@@ -1,0 +1,218 @@
+"""Weights registry, weight sets, `i2edit weights` commands and downloads from a server on 127.0.0.1."""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from editing import weights
+from editing.download import DownloadError, download, download_url
+from editing.weights import REGISTRY, ROLES, WeightFile, WeightRecord, resolve_set, weights_dir
+from server.cli import main as i2edit
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
+
+
+class RangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves `files` (name -> bytes) with HTTP Range support unless `ignore_range`; logs Range headers."""
+
+    files: dict[str, bytes] = {}
+    content_type = "application/octet-stream"
+    ignore_range = False
+    ranges: list[str | None] = []
+
+    def do_GET(self):
+        name = self.path.lstrip("/")
+        if name not in self.files:
+            self.send_error(404)
+            return
+        body = self.files[name]
+        requested = self.headers.get("Range")
+        type(self).ranges.append(requested)
+        match = re.fullmatch(r"bytes=(\d+)-", requested or "")
+        if match and not self.ignore_range:
+            start = int(match.group(1))
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            body = body[start:]
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", self.content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def server(monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    handler = type("Handler", (RangeHandler,), {"files": {}, "ranges": []})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield handler, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def record(**changes) -> WeightRecord:
+    fields = dict(name="payload", file_name="payload.bin", role="generator", sources=("https://example.org/payload",),
+                  download_url="http://127.0.0.1:9/unused", sha256=hashlib.sha256(PAYLOAD).hexdigest(),
+                  size_bytes=len(PAYLOAD))
+    fields.update(changes)
+    return WeightRecord(**fields)
+
+
+def test_registry_records_are_well_formed():
+    assert set(weights.FFHQ_SET) == set(ROLES)
+    for rec in REGISTRY.values():
+        assert rec.role in ROLES and rec.sources and rec.download_url.startswith("https://")
+        assert rec.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", rec.sha256)
+    # OpenAI publishes the sha256 of ViT-B-32.pt in its URL; nobody publishes one for the Drive files.
+    assert REGISTRY["clip-vit-b-32-torchscript"].sha256 in REGISTRY["clip-vit-b-32-torchscript"].download_url
+    assert REGISTRY["stylegan2-ffhq-config-f"].sha256 is None
+    assert REGISTRY["ir-se50"].loader == "editing.identity.load_identity"
+
+
+def test_weights_dir_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv(weights.WEIGHTS_DIR_ENV, raising=False)
+    assert weights_dir() == Path("~/.cache/i2edit/weights").expanduser()
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path / "env"))
+    assert weights_dir() == tmp_path / "env"
+    assert weights_dir(tmp_path / "cli") == tmp_path / "cli"
+    assert weights.weights_dir_origin(tmp_path) == "--weights-dir"
+
+
+def test_ffhq_set_reports_where_it_looked_and_how_to_get_a_file(tmp_path):
+    ws = resolve_set("ffhq", tmp_path)
+    assert ws.missing() == ["generator", "e4e", "identity", "clip"]
+    with pytest.raises(FileNotFoundError) as err:
+        ws.path("identity")
+    message = str(err.value)
+    assert str(tmp_path / "model_ir_se50.pth") in message and "i2edit weights download ir-se50" in message
+    (tmp_path / "e4e_ffhq_encode.pt").write_bytes(b"x")
+    (tmp_path / "ViT-B-32.pt").write_bytes(b"x")
+    ws = resolve_set(tmp_path)
+    assert ws.path("generator") == tmp_path / "e4e_ffhq_encode.pt"  # e4e's decoder serves as the generator
+    assert ws.path("clip") == tmp_path / "ViT-B-32.pt"  # the alternative CLIP file that is present
+    assert ws.missing() == ["identity"]
+
+
+def test_fixture_set_loads_every_role(tmp_path):
+    ws = resolve_set(i2edit_fixtures(tmp_path))
+    assert ws.name == "fixtures" and ws.missing() == []
+    generator, e4e, identity, clip = (ws.load(r) for r in ("generator", "e4e", "identity", "clip"))
+    assert (generator.size, e4e.encoder.n_styles, identity.kind, clip.image_size) == (32, 8, "arcface", 32)
+    ckpt = torch.load(ws.path("generator"))
+    assert set(ckpt) == {"g_ema", "latent_avg"} and set(generator.state_dict()) == set(ckpt["g_ema"])
+    assert set(torch.load(ws.path("e4e"), weights_only=False)) == {"state_dict", "latent_avg", "opts"}
+    ws.files["lpips-backbone"] = WeightFile("lpips-backbone", ws.path("identity"))
+    with pytest.raises(ValueError, match="no loader for role 'lpips-backbone'"):
+        ws.load("lpips-backbone")
+
+
+def i2edit_fixtures(tmp_path: Path) -> Path:
+    out = tmp_path / "fixtures"
+    assert i2edit(["weights", "make-fixtures", "--out", str(out), "--size", "32"]) == 0
+    return out
+
+
+def test_verify_and_list_commands(tmp_path, capsys):
+    out = i2edit_fixtures(tmp_path)
+    capsys.readouterr()
+    assert i2edit(["weights", "verify", "--set", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [f["status"] for f in report["files"]] == ["ok"] * 4
+    data = bytearray((out / "identity.pth").read_bytes())
+    data[-1] ^= 0xFF
+    (out / "identity.pth").write_bytes(bytes(data))
+    assert i2edit(["weights", "verify", "--set", str(out), "identity"]) == 1
+    assert "mismatch" in capsys.readouterr().out
+    assert i2edit(["weights", "list", "--weights-dir", str(tmp_path)]) == 0
+    listing = capsys.readouterr().out
+    assert str(tmp_path) in listing and "model_ir_se50.pth" in listing and "missing" in listing
+
+
+def test_manifest_and_set_errors(tmp_path, monkeypatch):
+    monkeypatch.setattr(weights, "DEMO_SET_DIR", tmp_path / "no_demo")
+    with pytest.raises(FileNotFoundError, match="demo weight set"):
+        resolve_set("demo")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "i2edit-weight-set", "files": {"painter": {"file": "x.pt"}}}))
+    with pytest.raises(ValueError, match="unknown role 'painter'"):
+        resolve_set(bad)
+    bad.write_text("{}")
+    with pytest.raises(ValueError, match="not a weight-set manifest"):
+        resolve_set(bad)
+    with pytest.raises(FileNotFoundError, match="neither"):
+        resolve_set(tmp_path / "nothing-here")
+
+
+def test_download_with_progress_and_checksum(server, tmp_path):
+    handler, base = server
+    handler.files["payload.bin"] = PAYLOAD
+    path = download(record(), tmp_path, url=f"{base}/payload.bin", progress=False)
+    assert path.read_bytes() == PAYLOAD and not (tmp_path / "payload.bin.part").exists()
+
+
+def test_download_resumes_a_partial_file(server, tmp_path):
+    handler, base = server
+    handler.files["payload.bin"] = PAYLOAD
+    (tmp_path / "payload.bin.part").write_bytes(PAYLOAD[:300_000])
+    path = download_url(f"{base}/payload.bin", tmp_path / "payload.bin", record().sha256, len(PAYLOAD), progress=False)
+    assert handler.ranges == ["bytes=300000-"]
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_download_restarts_when_the_server_ignores_range(server, tmp_path):
+    handler, base = server
+    handler.files["payload.bin"] = PAYLOAD
+    handler.ignore_range = True
+    (tmp_path / "payload.bin.part").write_bytes(b"stale bytes")
+    path = download_url(f"{base}/payload.bin", tmp_path / "payload.bin", record().sha256, progress=False)
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_checksum_mismatch_discards_the_download(server, tmp_path):
+    handler, base = server
+    handler.files["payload.bin"] = PAYLOAD[:-1] + b"\x00"
+    with pytest.raises(DownloadError, match=r"payload.bin .*does not match: sha256 .*expected .*by hand"):
+        download(record(size_bytes=None), tmp_path, url=f"{base}/payload.bin", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_web_page_and_http_errors_are_clear(server, tmp_path):
+    handler, base = server
+    handler.files["page"] = b"<html>quota exceeded</html>"
+    handler.content_type = "text/html; charset=utf-8"
+    with pytest.raises(DownloadError, match="web page instead of payload.bin"):
+        download_url(f"{base}/page", tmp_path / "payload.bin", progress=False)
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download_url(f"{base}/absent", tmp_path / "payload.bin", progress=False)
+
+
+def test_download_command_uses_the_mirror(server, tmp_path, monkeypatch, capsys):
+    handler, base = server
+    handler.files["model_ir_se50.pth"] = PAYLOAD
+    handler.files["ViT-B-32.pt"] = PAYLOAD  # not OpenAI's file: its published sha256 cannot match
+    monkeypatch.setenv(weights.MIRROR_ENV, base)
+    assert i2edit(["weights", "download", "ir-se50", "--weights-dir", str(tmp_path), "--quiet"]) == 0
+    assert (tmp_path / "model_ir_se50.pth").read_bytes() == PAYLOAD
+    assert "saved" in capsys.readouterr().out
+    assert i2edit(["weights", "download", "clip-vit-b-32-torchscript", "--weights-dir", str(tmp_path), "--quiet"]) == 1
+    assert "does not match" in capsys.readouterr().err
+    assert not (tmp_path / "ViT-B-32.pt").exists()
