@@ -1,8 +1,7 @@
 """`upfirdn2d`: upsample by zero insertion, pad/crop, FIR-filter, downsample (rosinality convention).
 
 See `upfirdn2d_params` for the exact definition and output size. The reference path (`impl="ref"`,
-and "auto" on CPU) is `upfirdn2d_ref.upfirdn2d_fast` (transposed/strided convolutions, separable
-passes for rank-1 kernels); `upfirdn2d_ref.upfirdn2d_simple` is the definition written out and
+and "auto" on CPU) is `upfirdn2d_ref.upfirdn2d_fast` (depthwise transposed/strided convolutions); `upfirdn2d_ref.upfirdn2d_simple` is the definition written out and
 serves as the test oracle. The CUDA path is a direct polyphase kernel whose backward is the same
 op with the adjoint parameters, so it is differentiable twice as well.
 """
