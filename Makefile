@@ -27,6 +27,7 @@ chromium:
 test: $(STAMP) chromium
 	$(PY) -m pytest
 
+# The chat server on the embedded defaults (SQLite in var/, the shipped dialogue model, the FFHQ weights when
+# present, else the demo set); it prints the URL. Extra flags: make demo SERVE_ARGS="--port 8080".
 demo: $(STAMP)
-	$(VENV)/bin/i2edit data build --out var/corpus
-	$(VENV)/bin/i2edit data stats var/corpus/train.jsonl var/corpus/val.jsonl var/corpus/test.jsonl
+	$(VENV)/bin/i2edit serve $(SERVE_ARGS)
