@@ -133,7 +133,7 @@ class Worker:
         inversion = self._inversion(photo)
         if cancel.is_set():
             raise JobCancelled()
-        progress = _Progress(self.db, self.store, job_id, self.worker_id)
+        progress = _Progress(self.db, self.store, job_id, self.worker_id, cancel)
         result = self.editor.edit(inversion, state, mode="multi", steps=self.settings.edit_steps,
                                   progress=progress, cancel=cancel)
         if cancel.is_set():
@@ -317,10 +317,13 @@ class _Heartbeat:
 
 
 class _Progress:
-    """The optimiser's `progress(step, total, losses, preview)` callback: throttled writes to the job row."""
+    """The optimiser's `progress(step, total, losses, preview)` callback: throttled writes to the job row.
 
-    def __init__(self, db: Database, store: ImageStore, job_id: str, worker_id: str):
-        self.db, self.store, self.job_id, self.worker_id = db, store, job_id, worker_id
+    Each write also reads back `cancel_requested`, so a superseded edit stops within a fraction of a second.
+    """
+
+    def __init__(self, db: Database, store: ImageStore, job_id: str, worker_id: str, cancel: threading.Event):
+        self.db, self.store, self.job_id, self.worker_id, self.cancel = db, store, job_id, worker_id, cancel
         self.step = self.total = 0
         self._last_write = self._last_preview = 0.0
         self._preview_key: str | None = None
@@ -339,8 +342,12 @@ class _Progress:
         if values or now - self._last_write >= PROGRESS_EVERY_S or step >= total:
             values.update(step=self.step, total=self.total)
             with self.db.write() as session:
-                session.execute(update(EditJob).where(EditJob.id == self.job_id, EditJob.worker_id == self.worker_id)
-                                .values(**values).execution_options(synchronize_session=False))
+                wanted = session.execute(
+                    update(EditJob).where(EditJob.id == self.job_id, EditJob.worker_id == self.worker_id)
+                    .values(**values).returning(EditJob.cancel_requested)
+                    .execution_options(synchronize_session=False)).scalar_one_or_none()
+            if wanted is None or wanted:  # cancelled, or no longer this worker's job
+                self.cancel.set()
             self._last_write = now
 
     def discard_preview(self) -> None:

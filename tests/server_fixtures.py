@@ -157,3 +157,19 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+class LiveServer:
+    """`app` served by waitress on 127.0.0.1 in a background thread (`url`; `stop()` closes it)."""
+
+    def __init__(self, app, threads: int = 8):
+        from waitress import create_server
+
+        self._server = create_server(app, host="127.0.0.1", port=0, threads=threads)
+        self.url = f"http://127.0.0.1:{self._server.effective_port}"
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.close()
+        self._thread.join(10)

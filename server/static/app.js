@@ -9,6 +9,8 @@ let conversation = null;   // the last GET /api/conversations/<id> answer
 let selected = null;       // index of the turn shown as "current" (null: the head)
 let branchFrom = null;     // index of the turn the next message continues (null: the head)
 let pollTimer = null;
+const JOB_LABELS = { queued: "waiting", running: "editing…", done: "done", failed: "edit failed",
+                     cancelled: "skipped (a newer turn came)" };
 
 // --- API ------------------------------------------------------------------------------------------
 async function api(method, path, body) {
@@ -166,7 +168,9 @@ function renderCurrent() {
   $("no-edit").textContent = turn && turn.job && !["done", "failed", "cancelled"].includes(turn.job.status)
     ? "editing…" : "no edit yet";
   if (found) img.src = found.url;
-  $("current-caption").textContent = turn ? `Turn ${turn.index + 1}` : "Current";
+  let caption = turn ? `Turn ${turn.index + 1}` : "Current";
+  if (turn && found && found.turn !== turn) caption += ` (showing turn ${found.turn.index + 1}'s image)`;
+  $("current-caption").textContent = caption;
   const download = $("download");
   download.hidden = !found;
   if (found) download.href = `${found.url}?download=1`;
@@ -183,16 +187,15 @@ function renderGallery() {
     li.dataset.index = String(turn.index);
     if (shown && shown.index === turn.index) li.classList.add("selected");
     if (!onPath.has(turn.index)) li.classList.add("off-path");
-    const found = imageOf(turn);
-    if (found) {
+    if (turn.image_url) {
       const img = document.createElement("img");
-      img.src = found.url;
+      img.src = turn.image_url;
       img.alt = `turn ${turn.index + 1}`;
       li.appendChild(img);
     } else {
       const box = document.createElement("div");
       box.className = "placeholder";
-      box.textContent = turn.job ? turn.job.status : "no edit";
+      box.textContent = turn.job ? JOB_LABELS[turn.job.status] : "no edit";
       li.appendChild(box);
     }
     const caption = document.createElement("p");
