@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, *, dialogue: DialogueModelLike 
         dialogue_service = DialogueService(dialogue)
         dialogue_status = DialogueStatus(True, f"dialogue model: {type(dialogue).__name__}")
     if editing is None:
-        editing = probe_editing(settings.weights, settings.device)
+        editing = probe_editing(settings.weights, settings.device, settings.align)
     rt = Runtime(settings=settings, db=db, store=ImageStore(settings.images_dir), dialogue=dialogue_service,
                  dialogue_status=dialogue_status, editing=editing, limiter=RateLimiter(settings.rate_limit))
     rt.import_samples()

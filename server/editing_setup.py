@@ -77,40 +77,63 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def probe_editing(weights: str, device: str) -> EditingSetup:
+def probe_editing(weights: str, device: str, align: str = "auto", preview_every: int = 10) -> EditingSetup:
     """Find the weight set `weights` (`auto`: `ffhq`, then `demo`; `none`: off) and say how to build editors.
 
+    `align`: `on`/`off` face alignment, `auto` = on except for the demo set (its faces are rendered aligned).
     Never raises: anything missing turns the server dialogue-only, with the reason for the page.
     """
     if weights.strip().lower() in ("none", "off", ""):
         return dialogue_only("editing is switched off (I2EDIT_WEIGHTS=none).")
     try:
-        from editing.editor import Editor, Inversion
-        from editing.weights import resolve_set
+        from editing.weights import EDIT_ROLES, resolve_set
     except ImportError as exc:
-        return dialogue_only(f"the editing code is not available yet ({exc}).")
+        return dialogue_only(f"the editing code is not available ({exc}).")
     names = ("ffhq", "demo") if weights == "auto" else (weights,)
     problems = []
     for name in names:
         try:
             weight_set = resolve_set(name)
-        except Exception as exc:  # missing or damaged files: try the next set, then explain
+        except (OSError, ValueError) as exc:  # not in this checkout, or a bad manifest
             problems.append(f"{name}: {exc}")
             continue
-        device = resolve_device(device)
-        set_name = str(getattr(weight_set, "name", name))
-        real_photos = bool(getattr(weight_set, "real_photos", set_name != "demo"))
-        return EditingSetup(
-            factory=lambda: Editor.from_weights(weight_set, device),
-            weights_id=f"{set_name}:{getattr(weight_set, 'root', name)}",
-            detail=f"Editing with the {set_name} weights on {device}.",
-            samples=find_samples(getattr(weight_set, "samples_dir", None)),
-            real_photos=real_photos,
-            real_photo_note=None if real_photos else (
-                f"The {set_name} weight set edits only its sample faces: pick a sample. Real photos need the "
-                "FFHQ set (see `i2edit weights list` and `i2edit weights download`)."),
-            dump_inversion=lambda inversion: inversion.to_bytes(),
-            load_inversion=Inversion.from_bytes,
-        )
-    return dialogue_only("no editing weights were found (" + "; ".join(problems) + "). "
-                         "See `i2edit weights list` for what is missing.")
+        missing = weight_set.missing(EDIT_ROLES)
+        if missing:
+            problems.append(f"{weight_set.name}: {', '.join(missing)} missing in {weight_set.root}")
+            continue
+        return _setup_for(weight_set, resolve_device(device), align, preview_every)
+    return dialogue_only("no complete editing weight set was found (" + "; ".join(problems) + "). "
+                         "`i2edit weights list` shows what is missing and how to get it.")
+
+
+def _setup_for(weight_set, device: str, align: str, preview_every: int) -> EditingSetup:
+    from editing.editor import Editor, Inversion
+
+    is_demo = weight_set.name == "demo"
+    align_faces = {"on": True, "off": False}.get(align, not is_demo)
+
+    def factory() -> Editor:
+        from editing.optimizer import OptimizerSettings
+
+        if is_demo:
+            from editing.demo_world.settings import demo_editor_settings
+
+            settings = demo_editor_settings(weight_set.root, preview_every=preview_every)
+        else:
+            settings = OptimizerSettings(preview_every=preview_every)
+        return Editor.from_weights(weight_set, device, settings=settings, align_faces=align_faces)
+
+    note = None
+    if is_demo:
+        note = ("The demo weight set edits only its own sample faces: pick one of the samples. Real photos need "
+                "the FFHQ weights (`i2edit weights list` shows them, `i2edit weights download` fetches them).")
+    return EditingSetup(
+        factory=factory,
+        weights_id=f"{weight_set.name}:{weight_set.root.resolve()}:align={align_faces}",
+        detail=f"Editing with the {weight_set.name} weights on {device}.",
+        samples=find_samples(weight_set.root / "samples"),
+        real_photos=not is_demo,
+        real_photo_note=note,
+        dump_inversion=Inversion.to_bytes,
+        load_inversion=Inversion.from_bytes,
+    )

@@ -36,6 +36,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite file in the data dir)")
     parser.add_argument("--weights", help="editing weight set name or directory: auto (default), ffhq, demo, none")
     parser.add_argument("--device", help="torch device for editing: auto (default), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--align", choices=("auto", "on", "off"),
+                        help="face alignment before inversion (default auto: on, except for the demo set)")
     parser.add_argument("--edit-steps", type=int, help="optimisation steps per edit (default: the editor's, 300)")
 
 
@@ -49,6 +51,7 @@ def _settings(args: argparse.Namespace):
         database_url=args.database_url,
         weights=args.weights,
         device=args.device,
+        align=args.align,
         edit_steps=args.edit_steps,
         dialogue_model=getattr(args, "dialogue_model", None),
         workers=getattr(args, "workers", None),
@@ -97,7 +100,7 @@ def _worker(args: argparse.Namespace) -> int:
     from server.worker import Worker
 
     settings = _settings(args)
-    editing = probe_editing(settings.weights, settings.device)
+    editing = probe_editing(settings.weights, settings.device, settings.align)
     if not editing.available:
         raise RuntimeError(f"this worker cannot edit: {editing.detail}")
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@
 | `I2EDIT_DIALOGUE_MODEL` | the shipped model | a dialogue model directory |
 | `I2EDIT_WEIGHTS` | `auto` (`ffhq` if present, else `demo`) | editing weight set name or directory; `none` = dialogue only |
 | `I2EDIT_DEVICE` | `auto` (CUDA when available) | torch device for the editor |
+| `I2EDIT_ALIGN` | `auto` (on, except for the demo set) | face alignment before inversion: `on`, `off`, `auto` |
 | `I2EDIT_EDIT_STEPS` | the editor's default (300) | optimisation steps per edit |
 | `I2EDIT_RATE_LIMIT` | `60/minute` | state-changing API requests per client; `0` disables |
 | `I2EDIT_WORKERS` | `1` | edit workers inside `i2edit serve` (0: rely on `i2edit worker`) |
@@ -66,6 +67,7 @@ class Settings:
     dialogue_model: str | None = None
     weights: str = "auto"
     device: str = "auto"
+    align: str = "auto"
     edit_steps: int | None = None
     rate_limit: RateLimit = field(default_factory=lambda: RateLimit(60, 60.0))
     workers: int = 1
@@ -116,6 +118,7 @@ class Settings:
         read("I2EDIT_DIALOGUE_MODEL", "dialogue_model", str)
         read("I2EDIT_WEIGHTS", "weights", str)
         read("I2EDIT_DEVICE", "device", str)
+        read("I2EDIT_ALIGN", "align", _align)
         read("I2EDIT_EDIT_STEPS", "edit_steps", _positive_int)
         read("I2EDIT_RATE_LIMIT", "rate_limit", RateLimit.parse)
         read("I2EDIT_WORKERS", "workers", _non_negative_int)
@@ -123,6 +126,12 @@ class Settings:
         read("I2EDIT_TRUST_PROXY", "trust_proxy", _boolean)
         read("I2EDIT_STALE_AFTER", "stale_after_s", _positive_float)
         return cls(**values).replace(**overrides)
+
+
+def _align(text: str) -> str:
+    if text.lower() not in ("auto", "on", "off"):
+        raise SettingsError("must be auto, on or off")
+    return text.lower()
 
 
 def _positive_int(text: str) -> int:

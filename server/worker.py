@@ -82,6 +82,7 @@ class Worker:
         _LIVE_NONCES.add(self.nonce)
         try:
             recover_stale_jobs(self.db, self.settings.stale_after_s)
+            self._load_editor()
             last_recovery = time.monotonic()
             while not self._stop.is_set():
                 if self.run_once():
@@ -129,7 +130,7 @@ class Worker:
         if photo is None:
             raise RuntimeError("the conversation has no photo to edit")
         if self.editor is None:
-            self.editor = self.editing.factory()
+            self._load_editor(raise_error=True)
         inversion = self._inversion(photo)
         if cancel.is_set():
             raise JobCancelled()
@@ -152,6 +153,18 @@ class Worker:
                 session.execute(update(Turn).where(Turn.id == turn_id).values(image_key=key)
                                 .execution_options(synchronize_session=False))
         progress.discard_preview()
+
+    def _load_editor(self, raise_error: bool = False) -> None:
+        """Build this worker's editor (its own model instance); a failure is logged and retried on the next job."""
+        started = time.monotonic()
+        try:
+            self.editor = self.editing.factory()
+        except Exception as exc:
+            if raise_error:
+                raise RuntimeError(f"the editor could not be loaded: {exc}") from exc
+            log.error("worker %s could not load its editor (jobs will fail until it can): %s", self.worker_id, exc)
+            return
+        log.info("worker %s loaded its editor in %.1f s", self.worker_id, time.monotonic() - started)
 
     def _inversion(self, photo: Photo) -> Any:
         """The photo's inversion for these weights: from memory, the data dir's cache, or computed (and cached)."""
