@@ -1,0 +1,121 @@
+"""The server with the real parts: the shipped dialogue model (when this checkout has it) and the real `Editor`
+on fixture weights from `i2edit weights make-fixtures` (random networks in the public formats), in the API and
+in headless Chromium (progress bar, edited image)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from server_fixtures import FakeDialogue, LiveServer, make_settings, png_bytes, wait_for  # noqa: E402
+
+from server.app import create_app, shutdown  # noqa: E402
+from server.dialogue_service import load_dialogue  # noqa: E402
+from server.editing_setup import probe_editing  # noqa: E402
+
+
+def shipped_dialogue_dir() -> Path | None:
+    try:
+        from dialogue.model import default_model_dir
+    except ImportError:
+        return None
+    directory = default_model_dir()
+    return directory if (directory / "config.json").is_file() else None
+
+
+@pytest.fixture(scope="module")
+def dialogue():
+    """The shipped dialogue model behind the server's batching front, or a fake when it is not shipped yet."""
+    if shipped_dialogue_dir() is None:
+        yield None
+        return
+    service, status = load_dialogue(None)
+    assert service is not None, status.detail
+    yield service
+    service.close()
+
+
+@pytest.fixture(scope="module")
+def fixture_weights(tmp_path_factory):
+    fixtures = pytest.importorskip("editing.fixtures", reason="editing.fixtures (make-fixtures) is not available")
+    out = tmp_path_factory.mktemp("weights")
+    fixtures.make_fixtures(out, size=32)
+    return out
+
+
+def test_shipped_dialogue_model_through_the_api(tmp_path, dialogue):
+    if dialogue is None:
+        pytest.skip("the shipped dialogue model is not in this checkout (dialogue/shipped/)")
+    app = create_app(make_settings(tmp_path, weights="none"), dialogue=dialogue.model)
+    try:
+        client = app.test_client()
+        cid = client.post("/api/conversations", json={}).get_json()["id"]
+        texts = ["Please make her smile.", "Now give her black hair.", "Actually, no smile. Make her sad."]
+        states = []
+        for text in texts:
+            response = client.post(f"/api/conversations/{cid}/turns", json={"text": text})
+            assert response.status_code == 201
+            body = response.get_json()["turn"]
+            assert body["response"].strip() and body["job"] is None
+            states.append(body["belief_state"])
+        assert "smiling" in states[0].get("expression", [])
+        assert "black hair" in states[1].get("hair color", [])
+        view = client.get(f"/api/conversations/{cid}").get_json()
+        assert [t["user"] for t in view["turns"]] == texts
+        assert client.post(f"/api/conversations/{cid}/turns", json={"text": "  "}).status_code == 400
+    finally:
+        shutdown(app)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_real_editor_in_the_browser(tmp_path, dialogue, fixture_weights):
+    """Upload, three turns, responses and chips, then the progress bar and the edited image from the real Editor."""
+    from test_server_browser import CHROMIUM_ARGS, chromium_path
+
+    path = chromium_path()
+    if path is None:
+        print("skipping the browser test: no chromium found")
+        pytest.skip("no chromium executable (apt-get install chromium, or set I2EDIT_CHROMIUM)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+    editing = probe_editing(str(fixture_weights), "cpu", align="off", preview_every=1)
+    assert editing.available, editing.detail
+    settings = make_settings(tmp_path, edit_steps=3)
+    app = create_app(settings, dialogue=dialogue.model if dialogue else FakeDialogue(), editing=editing)
+    server = LiveServer(app)
+    photo = tmp_path / "face.png"
+    photo.write_bytes(png_bytes((96, 96), (170, 130, 110)))
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_context(bypass_csp=True).new_page()
+            page.goto(server.url + "/")
+            page.set_input_files("#photo-input", str(photo))
+            page.wait_for_selector("#workspace:not([hidden])")
+            for number, text in enumerate(["make her smile", "now black hair please", "and add lipstick"], 1):
+                page.fill("#turn-text", text)
+                page.click("#send")
+                page.wait_for_function("n => document.querySelectorAll('#transcript li.system').length >= n",
+                                       arg=number, timeout=60_000)
+            page.wait_for_selector("#progress:not([hidden])", timeout=30_000)
+            page.wait_for_selector("#progress", state="hidden", timeout=240_000)
+            page.wait_for_function("document.getElementById('current').src.endsWith('.png')")
+            replies = page.locator("#transcript li.system").all_inner_texts()
+            assert len(replies) == 3 and all(r.strip() for r in replies)
+            chips = [c.split(": ", 1)[1] for c in page.locator("#chips .chip").all_inner_texts()]
+            assert "lipstick" in chips
+            current = page.get_attribute("#current", "src")
+            browser.close()
+        client = app.test_client()
+        image = client.get(current)  # another client: not the owner
+        assert image.status_code == 404
+        rt = app.extensions["i2edit"]
+        key = current.rsplit("/", 1)[1]
+        from PIL import Image
+
+        assert Image.open(rt.store.path(key)).size == (32, 32)  # the fixture generator's size
+    finally:
+        server.stop()
+        shutdown(app)
