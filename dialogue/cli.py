@@ -20,6 +20,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="AdamW learning rate (default 5e-5 with --init, the preset's own with --preset)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-dialogues", type=int, default=None,
+                        help="train on the first N training dialogues (default: all)")
     parser.add_argument("--val-dialogues", type=int, default=None,
                         help="validate on the first N validation dialogues (default: all)")
     parser.add_argument("--save-every", type=int, default=200, help="steps between resumable checkpoints")
@@ -33,7 +35,7 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig(
         data_dir=args.data, out_dir=args.out, init=args.init, preset=args.preset, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, resume=args.resume, seed=args.seed,
-        val_dialogues=args.val_dialogues, save_every=args.save_every, max_steps=args.max_steps,
+        train_dialogues=args.train_dialogues, val_dialogues=args.val_dialogues, save_every=args.save_every, max_steps=args.max_steps,
         threads=args.threads,
     )
 
@@ -62,8 +64,8 @@ def _train(args: argparse.Namespace) -> int:
     from dialogue.train import train
 
     summary = train(config_from_args(args))
-    print(f"best validation joint accuracy {summary['best_val_joint_accuracy']:.4f} after "
-          f"{summary['epochs_done']} epoch(s), {summary['steps']} steps; model in {args.out}")
+    print(f"best validation joint accuracy {summary.best_val_joint_accuracy:.4f} after "
+          f"{summary.epochs_done} epoch(s), {summary.steps} steps; model in {args.out}")
     return 0
 
 

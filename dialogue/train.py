@@ -26,7 +26,9 @@ from typing import Sequence
 
 import torch
 
-from dialogue.formats import TRACK, turn_examples
+from dialogue.formats import (
+    PROMPTS, TRACK, belief_target, clean_utterance, turn_examples,
+)
 from dialogue.metrics import joint_accuracy
 from dialogue.model import DialogueModel
 
@@ -50,6 +52,7 @@ class TrainConfig:
     lr: float | None = None           # None: 5e-5 with --init (the paper's), the preset's own with --preset
     resume: bool = False
     seed: int = 0
+    train_dialogues: int | None = None  # train on the first N training dialogues (None: all)
     val_dialogues: int | None = None  # validate on the first N validation dialogues (None: all)
     save_every: int = 200             # optimizer steps between resumable checkpoints
     max_steps: int | None = None      # stop after this many optimizer steps in total (tests, smoke runs)
@@ -101,12 +104,14 @@ def read_split(data_dir: Path, split: str):
 
 
 def corpus_texts(dialogues) -> list[str]:
-    """Every encoder and target string of a corpus (what the from-scratch tokenizer is trained on)."""
-    out = []
+    """The distinct strings a corpus feeds the model, marker tokens removed: prompts, utterances and belief
+    spans (what the from-scratch tokenizer is trained on)."""
+    out = dict.fromkeys(PROMPTS.values())
     for dialogue in dialogues:
-        for example in turn_examples(dialogue.turns):
-            out.extend((example.source, example.target))
-    return out
+        for turn in dialogue.turns:
+            out.update(dict.fromkeys(clean_utterance(text) for text in
+                                     (turn.user, turn.system, belief_target(turn.belief_state))))
+    return list(out)
 
 
 def tokenize_corpus(model: DialogueModel, dialogues) -> list[tuple[list[int], list[int]]]:
@@ -202,8 +207,18 @@ def _save_checkpoint(model: DialogueModel, ckpt: Path, state: dict, dist: Distri
     dist.barrier()
 
 
-def train(config: TrainConfig) -> dict:
-    """Run (or resume) training; returns the final state summary (best validation joint accuracy, steps).
+@dataclass
+class TrainSummary:
+    """How a `train` call ended; `model` is this process's trained model (its last weights)."""
+
+    best_val_joint_accuracy: float
+    epochs_done: int
+    steps: int
+    model: DialogueModel
+
+
+def train(config: TrainConfig) -> TrainSummary:
+    """Run (or resume) training; returns where it stopped, the best validation joint accuracy and the model.
 
     Raises `FileNotFoundError`/`ValueError` with the fix for bad data, directories or options.
     """
@@ -224,7 +239,7 @@ def train(config: TrainConfig) -> dict:
         get_preset(config.preset)  # fail on a bad name before reading data
     config.out_dir = Path(config.out_dir)
 
-    train_dialogues = read_split(config.data_dir, "train")
+    train_dialogues = read_split(config.data_dir, "train")[: config.train_dialogues]
     val_dialogues = read_split(config.data_dir, "val")[: config.val_dialogues]
     ckpt = _prepare_checkpoint(config, dist, train_dialogues)
     model = DialogueModel.from_pretrained(ckpt, device=device)
@@ -317,7 +332,7 @@ def train(config: TrainConfig) -> dict:
         raise
     if config.max_steps is not None and position:
         _save_checkpoint(model, ckpt, snapshot(), dist)
-    return {"best_val_joint_accuracy": best, "epochs_done": epoch, "steps": step}
+    return TrainSummary(best, epoch, step, model)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,56 @@
+"""Latency of `DialogueModel.step()` per chat turn: p50 and p95 over at least 50 turns.
+
+Replays dialogues turn by turn (history grows as in a chat) and times each `step` call.
+
+    .venv/bin/python bench/dialogue_latency.py [--model DIR] [--data FILE] [--turns 60] [--threads 1]
+
+Default model: the shipped one; default dialogues: tests/data/dialogue/handwritten.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None, help="model directory (default: shipped model)")
+    parser.add_argument("--data", type=Path, default=ROOT / "tests" / "data" / "dialogue" / "handwritten.jsonl")
+    parser.add_argument("--turns", type=int, default=60, help="turns to time (at least 50)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed turns first")
+    args = parser.parse_args()
+    if args.turns < 50:
+        parser.error("--turns must be at least 50")
+
+    import torch
+
+    from data_tools.schema import read_dialogues
+    from dialogue.model import DialogueModel
+
+    torch.set_num_threads(args.threads)
+    model = DialogueModel.from_pretrained(args.model, device="cpu")
+    dialogues = read_dialogues(args.data)
+    turns = [(d.turns[:i], d.turns[i].user) for d in dialogues for i in range(len(d.turns))]
+    times = []
+    while len(times) < args.turns + args.warmup:
+        for earlier, user in turns:
+            history = [(t.user, t.system) for t in earlier]
+            start = time.perf_counter()
+            model.step(history, user)
+            times.append(time.perf_counter() - start)
+            if len(times) == args.turns + args.warmup:
+                break
+    times = sorted(times[args.warmup:])
+    p50 = statistics.median(times) * 1000
+    p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))] * 1000
+    print(f"model: {args.model or 'shipped'}  turns: {len(times)}  threads: {args.threads}  device: cpu")
+    print(f"step() latency  p50 {p50:.1f} ms   p95 {p95:.1f} ms   mean {statistics.mean(times) * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

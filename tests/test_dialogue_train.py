@@ -1,0 +1,147 @@
+"""Training: the loss falls, an interrupted run resumes to the same weights, the DDP path on CPU (gloo)."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from dialogue.model import DialogueModel  # noqa: E402
+from dialogue.train import (  # noqa: E402
+    CHECKPOINT, LOG_FILE, STATE_FILE, TrainConfig, collate, corpus_texts, epoch_batches, read_split,
+    tokenize_corpus, train,
+)
+from tests.dialogue_fixtures import write_corpus  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus"), {"train": 24, "val": 4, "test": 4})
+
+
+def _config(corpus: Path, out: Path, **overrides) -> TrainConfig:
+    settings = dict(data_dir=corpus, out_dir=out, preset="tiny", epochs=1, batch_size=8, save_every=2)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_tiny_model_loss_falls(corpus):
+    dialogues = read_split(corpus, "train")
+    model = DialogueModel.from_preset("tiny", corpus_texts(dialogues))
+    batch = collate(model, tokenize_corpus(model, dialogues)[:16])
+    optimizer = torch.optim.AdamW(model.model.parameters(), lr=3e-3)
+    model.model.train()
+    losses = []
+    for _ in range(30):
+        loss = model.model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_collate_shifts_targets_and_masks_padding(corpus):
+    dialogues = read_split(corpus, "train")
+    model = DialogueModel.from_preset("tiny", corpus_texts(dialogues))
+    pairs = tokenize_corpus(model, dialogues)[:2]
+    batch = collate(model, pairs)
+    for row, (_, target) in enumerate(pairs):
+        n = len(target) - 1
+        assert batch["decoder_input_ids"][row, :n].tolist() == target[:-1]
+        assert batch["labels"][row, :n].tolist() == target[1:]
+        assert (batch["labels"][row, n:] == -100).all()
+
+
+def test_batches_are_a_permutation_fixed_by_seed_and_epoch():
+    lengths = [5, 1, 9, 3, 7, 2, 8, 4, 6, 0]
+    batches = epoch_batches(lengths, 3, seed=1, epoch=0)
+    assert sorted(i for b in batches for i in b) == list(range(10))
+    assert batches == epoch_batches(lengths, 3, seed=1, epoch=0)
+    assert batches != epoch_batches(lengths, 3, seed=1, epoch=1)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(corpus, tmp_path):
+    straight = train(_config(corpus, tmp_path / "straight"))
+    assert straight.epochs_done == 1
+    assert (tmp_path / "straight" / LOG_FILE).is_file()
+    best = DialogueModel.from_pretrained(tmp_path / "straight", device="cpu")  # the kept best model loads
+
+    first = train(_config(corpus, tmp_path / "split", max_steps=3))
+    assert first.steps == 3 and first.epochs_done == 0
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(_config(corpus, tmp_path / "split"))
+    resumed = train(_config(corpus, tmp_path / "split", resume=True))
+    assert resumed.steps == straight.steps
+
+    a = torch.load(tmp_path / "straight" / CHECKPOINT / STATE_FILE, weights_only=False)
+    b = torch.load(tmp_path / "split" / CHECKPOINT / STATE_FILE, weights_only=False)
+    assert (a["epoch"], a["step"]) == (b["epoch"], b["step"])
+    w1 = DialogueModel.from_pretrained(tmp_path / "straight" / CHECKPOINT, device="cpu").model.state_dict()
+    w2 = DialogueModel.from_pretrained(tmp_path / "split" / CHECKPOINT, device="cpu").model.state_dict()
+    for name in w1:
+        assert torch.allclose(w1[name], w2[name], atol=1e-6), name
+    assert best.settings.max_source_length == 128
+
+
+def test_bad_training_options_are_explained(corpus, tmp_path):
+    with pytest.raises(FileNotFoundError, match="--resume"):
+        train(_config(corpus, tmp_path / "a", resume=True))
+    with pytest.raises(ValueError, match="exactly one"):
+        train(_config(corpus, tmp_path / "b", preset=None))
+    with pytest.raises(ValueError, match="unknown preset"):
+        train(_config(corpus, tmp_path / "c", preset="huge"))
+    with pytest.raises(FileNotFoundError, match="train.jsonl"):
+        train(_config(tmp_path / "empty", tmp_path / "d"))
+
+
+_DDP_RANK = """
+import os, sys, torch
+from pathlib import Path
+from dialogue.train import TrainConfig, train
+torch.set_num_threads(1)
+corpus, out = Path(sys.argv[1]), Path(sys.argv[2])
+summary = train(TrainConfig(data_dir=corpus, out_dir=out, preset="tiny", epochs=1, batch_size=8, save_every=2))
+torch.distributed.destroy_process_group()
+weights = torch.cat([p.detach().flatten() for p in summary.model.model.parameters()])
+torch.save(weights, out / f"weights-{os.environ['RANK']}.pt")
+"""
+
+
+@pytest.mark.slow
+def test_ddp_path_with_two_gloo_processes(corpus, tmp_path):
+    """Two CPU processes as torchrun starts them (RANK/WORLD_SIZE/MASTER_* set), gloo backend."""
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    procs = []
+    for rank in (0, 1):
+        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                   WORLD_SIZE="2", LOCAL_RANK=str(rank), CUDA_VISIBLE_DEVICES="")
+        procs.append(subprocess.Popen([sys.executable, "-c", _DDP_RANK, str(corpus), str(out)], env=env,
+                                      cwd=Path(__file__).resolve().parents[1], stderr=subprocess.PIPE, text=True))
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    state = torch.load(out / CHECKPOINT / STATE_FILE, weights_only=False)
+    assert state["epoch"] == 1 and state["step"] > 2  # a whole epoch, validation included
+    assert (out / LOG_FILE).is_file() and (out / "model.safetensors").is_file()  # best model kept
+    assert {p.name for p in (out / CHECKPOINT).glob("rng-*.pt")} == {"rng-0.pt", "rng-1.pt"}
+    w0, w1 = (torch.load(out / f"weights-{r}.pt") for r in (0, 1))
+    assert torch.equal(w0, w1)  # each rank trained on different batches: DDP kept the replicas in sync
+    fresh = DialogueModel.from_preset("tiny", corpus_texts(read_split(corpus, "train")))
+    assert not torch.equal(w0, torch.cat([p.detach().flatten() for p in fresh.model.parameters()]))
