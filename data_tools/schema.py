@@ -16,7 +16,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from dialogue.ontology import EXCLUSIVE_GROUPS, SLOT_OF, SLOTS, VALUE_INDEX, BeliefState
 
@@ -215,24 +215,40 @@ def check_record(record: Any) -> tuple[list[tuple[int | None, str]], Dialogue | 
 
 # --- reading files -----------------------------------------------------------------------------
 
+def _lines(handle: BinaryIO) -> Iterator[tuple[int, bytes | None, int]]:
+    """(line number, bytes or None when longer than MAX_LINE_BYTES, length) in constant memory."""
+    number = 0
+    while raw := handle.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n"):
+            yield number, raw, len(raw)
+            continue
+        size = len(raw)
+        while (chunk := handle.readline(MAX_LINE_BYTES)) and not chunk.endswith(b"\n"):
+            size += len(chunk)
+        yield number, None, size + len(chunk)
+
+
 def _scan(path: str | os.PathLike) -> Iterator[Problem | Dialogue]:
     """Every problem and every good dialogue of a file, in file order. Never raises on file content."""
     name = str(path)
     seen_ids: dict[str, int] = {}
-    count = 0
+    records = 0
     try:
         handle = open(path, "rb")
     except OSError as exc:
         yield Problem(name, 0, f"cannot read the file: {exc.strerror or exc}")
         return
     with handle:
-        for number, raw in enumerate(handle, start=1):
-            if len(raw) > MAX_LINE_BYTES:
-                yield Problem(name, number, f"line is {len(raw):,} bytes, longer than the {MAX_LINE_BYTES:,}-byte "
+        for number, raw, size in _lines(handle):
+            if raw is None or size > MAX_LINE_BYTES:
+                records += 1
+                yield Problem(name, number, f"line is {size:,} bytes, longer than the {MAX_LINE_BYTES:,}-byte "
                                             "limit for one dialogue (is this a JSON Lines file?)")
                 continue
             if not raw.strip():
                 continue
+            records += 1
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -252,15 +268,14 @@ def _scan(path: str | os.PathLike) -> Iterator[Problem | Dialogue]:
                 yield Problem(name, number, reason, shown_id, turn)
             if dialogue is None:
                 continue
-            count += 1
             if dialogue.dialogue_id in seen_ids:
                 yield Problem(name, number, f"duplicate dialogue_id (first used on line {seen_ids[dialogue.dialogue_id]})",
                               shown_id)
                 continue
             seen_ids[dialogue.dialogue_id] = number
             yield dialogue
-    if count == 0:
-        yield Problem(name, 0, "no valid dialogues in the file")
+    if records == 0:
+        yield Problem(name, 0, "the file holds no dialogues (it is empty or blank)")
 
 
 def iter_problems(path: str | os.PathLike) -> Iterator[Problem]:

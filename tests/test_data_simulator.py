@@ -1,0 +1,292 @@
+"""The corpus simulator: determinism, splits, profiles, dialogue-flow semantics and held-out wording."""
+from __future__ import annotations
+
+import math
+import random
+import re
+import string
+
+import pytest
+
+from data_tools.celeba import CELEBA_ATTRIBUTES, profile_from_attributes, read_celeba_attributes
+from data_tools.phrasebank import (
+    HOLDOUT_SHARE, NOUN_REFERENTS, PRONOUNS, SYSTEM_VIEW, TRAIN, PhraseBank, assemble, noun_person,
+)
+from data_tools.schema import iter_problems, read_dialogues
+from data_tools.simulator import build_corpus, simulate_dialogue, split_sizes
+from data_tools.stats import values_named
+from dialogue.ontology import EXCLUSIVE_GROUPS, SLOT_VALUES, VALUES, BeliefState, conflicts_of, normalize_value
+
+
+@pytest.fixture(scope="module")
+def bank() -> PhraseBank:
+    return PhraseBank.load()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A 1,200-dialogue corpus (1,000 / 100 / 100) built once for this module."""
+    out = tmp_path_factory.mktemp("corpus")
+    paths = build_corpus(out, dialogues=1200, seed=3)
+    return {split: read_dialogues(path) for split, path in paths.items()}, paths
+
+
+def turns_of(dialogues):
+    for d in dialogues:
+        previous = BeliefState()
+        for t in d.turns:
+            yield d, previous, t
+            previous = t.belief_state
+
+
+# --- determinism and splits ---------------------------------------------------------------------
+
+def test_same_seed_same_corpus_other_seed_other_corpus(tmp_path):
+    a = build_corpus(tmp_path / "a", dialogues=36, seed=5)
+    b = build_corpus(tmp_path / "b", dialogues=36, seed=5)
+    c = build_corpus(tmp_path / "c", dialogues=36, seed=6)
+    for split in ("train", "val", "test"):
+        assert a[split].read_bytes() == b[split].read_bytes()
+        assert a[split].read_bytes() != c[split].read_bytes()
+
+
+def test_a_dialogue_does_not_depend_on_how_many_are_built(bank):
+    assert simulate_dialogue(bank, "val", 1, 7) == simulate_dialogue(bank, "val", 1, 7)
+    assert simulate_dialogue(bank, "val", 1, 7) != simulate_dialogue(bank, "val", 1, 8)
+
+
+def test_split_sizes():
+    assert split_sizes(12_000) == {"train": 10_000, "val": 1_000, "test": 1_000}
+    assert split_sizes(1_200) == {"train": 1_000, "val": 100, "test": 100}
+    assert split_sizes(3) == {"train": 1, "val": 1, "test": 1}
+    with pytest.raises(ValueError, match="at least 3"):
+        split_sizes(2)
+
+
+def test_built_files_have_the_split_sizes_and_pass_the_validator(corpus):
+    dialogues, paths = corpus
+    assert {s: len(d) for s, d in dialogues.items()} == {"train": 1000, "val": 100, "test": 100}
+    for path in paths.values():
+        assert list(iter_problems(path)) == []
+    ids = [d.dialogue_id for ds in dialogues.values() for d in ds]
+    images = [d.image for ds in dialogues.values() for d in ds]
+    assert len(set(ids)) == len(ids) == 1200 and len(set(images)) == 1200
+    assert dialogues["test"][0].dialogue_id == "test-000001"
+    assert re.fullmatch(r"sim/\d{6}\.png", dialogues["val"][0].image)
+
+
+# --- profiles -----------------------------------------------------------------------------------
+
+def assert_complete_profile(values: list[str]) -> None:
+    held = set(values)
+    assert len(held & set(SLOT_VALUES["expression"])) == 1
+    assert len(held & set(SLOT_VALUES["hair color"])) == 1
+    assert len(held & {"straight hair", "wavy hair"}) == 1
+    assert ("no makeup" in held) != bool(held & {"heavy makeup", "lipstick"})
+    BeliefState.of(*values)  # no exclusive group broken
+
+
+def test_profiles_are_complete_and_requests_avoid_what_the_face_has(corpus):
+    dialogues, _ = corpus
+    for d in (d for ds in dialogues.values() for d in ds):
+        assert d.extra["gender"] in ("female", "male")
+        assert_complete_profile(d.extra["profile"])
+    for d, previous, turn in turns_of(dialogues["train"]):
+        added, _ = turn.belief_state.diff(previous)
+        assert not set(added) & set(d.extra["profile"]), (d.dialogue_id, added)
+
+
+def celeba_file(path, rows: list[dict[str, int]]) -> None:
+    lines = [str(len(rows)), " ".join(CELEBA_ATTRIBUTES)]
+    for i, row in enumerate(rows):
+        lines.append(f"{i}.jpg " + " ".join(str(row.get(a, -1)) for a in CELEBA_ATTRIBUTES))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_celeba_mapping():
+    attrs = {a: False for a in CELEBA_ATTRIBUTES}
+    bare = profile_from_attributes("0.jpg", attrs)
+    assert bare.values == ("no smiling", "brown hair", "straight hair", "no makeup") and bare.gender == "female"
+    attrs.update(Smiling=True, Blond_Hair=True, Gray_Hair=True, Wavy_Hair=True, Straight_Hair=True, Bald=True,
+                 Mustache=True, Male=True, Wearing_Lipstick=True, Pale_Skin=True, Eyeglasses=True)
+    full = profile_from_attributes("1.jpg", attrs)
+    assert full.values == ("smiling", "gray hair", "wavy hair", "receding hairline", "mustache", "lipstick", "pale skin")
+    assert full.gender == "male" and full.image == "1.jpg"
+
+
+def test_build_from_a_celeba_attribute_file(tmp_path):
+    rng = random.Random(0)
+    rows = [{a: rng.choice((1, -1)) for a in CELEBA_ATTRIBUTES} for _ in range(15)]
+    attrs = tmp_path / "CelebAMask-HQ-attribute-anno.txt"
+    celeba_file(attrs, rows)
+    profiles = {p.image: p for p in read_celeba_attributes(attrs)}
+    paths = build_corpus(tmp_path / "out", dialogues=12, seed=1, celeba_attrs=attrs)
+    built = [d for p in paths.values() for d in read_dialogues(p)]
+    assert len({d.image for d in built}) == 12
+    for d in built:
+        assert d.extra["profile"] == list(profiles[d.image].values)
+        assert d.extra["gender"] == profiles[d.image].gender
+    with pytest.raises(ValueError, match="lists 15 images but 30 dialogues"):
+        build_corpus(tmp_path / "more", dialogues=30, celeba_attrs=attrs)
+
+
+def test_malformed_celeba_files_are_rejected_with_the_line(tmp_path):
+    path = tmp_path / "attrs.txt"
+    celeba_file(path, [{}])
+    path.write_text(path.read_text() + "extra.jpg 1 2 3\n")
+    with pytest.raises(ValueError, match=r"attrs.txt:4: expected an image name and 40 values"):
+        read_celeba_attributes(path)
+    path.write_text("1\nSmiling Male\n0.jpg 1 -1\n")
+    with pytest.raises(ValueError, match="attribute names line lacks"):
+        read_celeba_attributes(path)
+
+
+# --- the dialogue flow --------------------------------------------------------------------------
+
+def test_removals_two_value_turns_changes_and_acts_are_frequent_enough(corpus):
+    dialogues, _ = corpus
+    counts = {"turns": 0, "removal": 0, "two": 0, "exclusive": 0}
+    acts: dict[str, set[str]] = {"next": set(), "request": set(), "suggest": set()}
+    for _, previous, turn in turns_of(dialogues["train"]):
+        counts["turns"] += 1
+        added, removed = turn.belief_state.diff(previous)
+        displaced = set().union(*(conflicts_of(v) for v in added)) if added else set()
+        counts["removal"] += bool(set(removed) - displaced)
+        counts["two"] += len(added) >= 2
+        counts["exclusive"] += bool(set(removed) & displaced)
+        acts[turn.system_act].add(turn.system)
+    assert counts["removal"] / counts["turns"] >= 0.05
+    assert counts["two"] / counts["turns"] >= 0.10
+    assert counts["exclusive"] / counts["turns"] >= 0.05
+    assert all(len(responses) >= 15 for responses in acts.values())
+
+
+def test_answers_to_system_questions_set_the_state_they_mean(corpus, bank):
+    """A bare accept adds the suggested value; a bare decline or a closing changes nothing."""
+    def texts(name):
+        return {assemble([t.format(**PRONOUNS["she"].forms())]) for t in bank.data["user"][name]} | \
+               {assemble([t.format(**PRONOUNS["I"].forms())]) for t in bank.data["user"][name]}
+    accepts, declines, closings = texts("accept"), texts("decline"), texts("closings")
+    seen = {"accept": 0, "decline": 0}
+    for d in (d for ds in corpus[0].values() for d in ds):
+        for before, turn in zip(d.turns, d.turns[1:]):
+            added, removed = turn.belief_state.diff(before.belief_state)
+            if turn.user in accepts and before.system_act == "suggest":
+                assert set(added) == values_named(before.system) and len(added) == 1, (d.dialogue_id, turn.user)
+                seen["accept"] += 1
+            elif turn.user in declines | closings:
+                assert not added and not removed, (d.dialogue_id, turn.user)
+                seen["decline"] += 1
+    assert seen["accept"] > 20 and seen["decline"] > 20
+
+
+def test_every_template_renders_for_every_referent(bank):
+    people = [*PRONOUNS.values(), *SYSTEM_VIEW.values(), *(noun_person(n) for ns in NOUN_REFERENTS.values() for n in ns)]
+    slots = {k: "X" for k in ("do", "np", "old", "new", "bare", "slot", "val", "sentence", "decline", "a", "b")}
+    formatter = string.Formatter()
+    for part in ("values", "user", "system"):
+        for path, items in _lists(bank.data[part]):
+            for text in items:
+                names = {f for _, f, _, _ in formatter.parse(text) if f}
+                assert names <= set(slots) | {"obj", "poss", "subj", "self", "is"}, (part, path, text)
+                for person in people:
+                    text.format(**person.forms(), **slots)
+
+
+def _lists(tree, path=()):
+    if isinstance(tree, list):
+        yield path, tree
+    else:
+        for key, sub in tree.items():
+            yield from _lists(sub, (*path, key))
+
+
+def test_bank_sizes(bank):
+    for value in VALUES:
+        entry = bank.data["values"][value]
+        assert len(entry["do"]) >= 10 and len(entry["np"]) >= 5 and len(entry["the"]) >= 4, value
+        assert len(entry["remove"]) >= 4, value
+    for act in ("next", "request", "suggest"):
+        assert len(bank.data["system"][act]) >= 15
+    for value, names in bank.data["system"]["value_names"].items():
+        for name in names:  # suggestions must name their value so that the stats can find it
+            assert values_named(f"How about {name}?") == {value}, name
+    for group in EXCLUSIVE_GROUPS:
+        if group <= set(SLOT_VALUES["expression"]) | set(SLOT_VALUES["hair color"]):
+            assert all("adj" in bank.data["values"][v] for v in group)
+
+
+# --- held-out wording ---------------------------------------------------------------------------
+
+def test_at_least_a_fifth_of_every_value_and_frame_list_is_held_out(bank):
+    held = bank.heldout
+    for value in VALUES:
+        for kind in ("do", "np", "the", "remove"):
+            items = bank.data["values"][value][kind]
+            assert len(held[("values", value, kind)]) >= 0.2 * len(items), (value, kind)
+    frames = [path for path, items in _lists(bank.data["user"]) if path[0] != "slot_names"]
+    assert len(frames) >= 20
+    for path in frames:
+        assert len(held[("user", *path)]) >= 0.2 * len(bank.data["user"][path[0]]), path
+    train = bank.lists(TRAIN)
+    for path, items in held.items():
+        assert not set(items) & set(train[path])
+        assert len(items) == math.ceil(HOLDOUT_SHARE * len(bank.lists("test")[path]))
+
+
+def literal_segments(template: str) -> list[str]:
+    """The fixed wording of a frame, split at its placeholders, lower case, without end punctuation."""
+    parts = re.split(r"\{[^}]*\}", template.lower())
+    return [p.strip(" .,?!:") for p in parts if len(p.strip(" .,?!:").split()) >= 2]
+
+
+def renderings(template: str) -> set[str]:
+    """A value phrasing as users write it, for every referent (lower case, no end punctuation)."""
+    people = [*PRONOUNS.values(), *(noun_person(n) for ns in NOUN_REFERENTS.values() for n in ns)]
+    return {template.format(**p.forms()).lower().strip(" .,?!") for p in people}
+
+
+def contains(text: str, phrase: str) -> bool:
+    """`phrase` occurs in `text` as whole words."""
+    return phrase in text and re.search(rf"(?<![\w'-]){re.escape(phrase)}(?![\w'-])", text) is not None
+
+
+def test_held_out_wording_is_absent_from_train_and_present_in_test(corpus, bank):
+    dialogues, _ = corpus
+    train_text = "\n".join(t.user.lower() for d in dialogues["train"] for t in d.turns)
+    extra_test = [simulate_dialogue(bank, "test", 3, i) for i in range(100, 700)]
+    test_text = "\n".join(t.user.lower() for d in dialogues["test"] + extra_test for t in d.turns)
+    train = bank.lists(TRAIN)
+    train_values = " | ".join(r for path, items in train.items() if path[0] == "values" for s in items
+                              for r in renderings(s))
+    train_frames = " | ".join(s.lower() for path, items in train.items() if path[0] != "system" for s in items)
+    checked = present = 0
+    for path, held in bank.heldout.items():
+        for template in held:
+            if path[0] == "values":
+                # Skip a held-out phrasing that is part of a train phrasing ("down" in "look down").
+                phrases = [r for r in renderings(template) if not contains(train_values, r)]
+            else:
+                phrases = [s for s in literal_segments(template) if s not in train_frames]
+            if not phrases:
+                continue
+            checked += 1
+            for phrase in phrases:
+                assert not contains(train_text, phrase), (path, template, phrase)
+            present += any(contains(test_text, phrase) for phrase in phrases)
+    assert checked >= 0.6 * sum(len(held) for held in bank.heldout.values())
+    assert present >= 0.8 * checked
+
+
+def test_every_value_is_named_plainly_in_train_wording(bank):
+    train = bank.lists(TRAIN)
+    for value in VALUES:
+        phrases = [p for kind in ("do", "np") for p in train[("values", value, kind)]]
+        assert any(normalize_value(w) == value for p in phrases for w in _ngrams(p)), value
+
+
+def _ngrams(text: str):
+    words = re.findall(r"[\w']+", text.lower().replace("-", " "))
+    for n in (1, 2, 3):
+        for i in range(len(words) - n + 1):
+            yield " ".join(words[i:i + n])
