@@ -39,6 +39,21 @@ _plugin: ModuleType | None = None
 _failure: "OpsBuildError | None" = None
 
 
+def _cpp_extension() -> ModuleType:
+    """torch.utils.cpp_extension, imported without its import-time warning about CUDA_HOME
+    (we choose the toolkit ourselves, see `_cuda_home`)."""
+    torch_log = logging.getLogger("torch.utils.cpp_extension")
+    def quiet(record: logging.LogRecord) -> bool:
+        return "CUDA_HOME" not in record.getMessage()
+
+    torch_log.addFilter(quiet)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        torch_log.removeFilter(quiet)
+    return cpp_extension
+
+
 class OpsBuildError(RuntimeError):
     """The CUDA extension could not be built or loaded; the message says why and what to do."""
 
@@ -51,6 +66,7 @@ class BuildResult:
     build_dir: Path
     archs: tuple[str, ...]
     seconds: float
+    compiled: bool  # False when an up-to-date build was reused
 
 
 def cache_root() -> Path:
@@ -132,13 +148,14 @@ def _load_for_device(device: torch.device) -> BuildResult:
 
 
 def _build(archs: list[str], verbose: bool) -> BuildResult:
-    from torch.utils import cpp_extension
+    cpp_extension = _cpp_extension()
 
     build_dir = cache_root() / f"{_source_key()}-{_arch_key(archs)}"
     build_dir.mkdir(parents=True, exist_ok=True)
+    before = _library_mtime(build_dir)
     start = time.perf_counter()
     try:
-        with _arch_list_env(archs):
+        with _build_settings(archs):
             module = cpp_extension.load(
                 name=EXTENSION_NAME,
                 sources=[str(CSRC_DIR / s) for s in SOURCES],
@@ -154,12 +171,18 @@ def _build(archs: list[str], verbose: bool) -> BuildResult:
             f"the CUDA ops built in {build_dir} do not load ({exc}); delete that directory and try again"
         ) from exc
     (build_dir / ARCHS_FILE).write_text(";".join(archs) + "\n")
-    return BuildResult(module, build_dir, tuple(archs), time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return BuildResult(module, build_dir, tuple(archs), seconds, compiled=_library_mtime(build_dir) != before)
+
+
+def _library_mtime(build_dir: Path) -> float | None:
+    libraries = sorted(build_dir.glob(f"{EXTENSION_NAME}*.so"))
+    return libraries[-1].stat().st_mtime if libraries else None
 
 
 def _check_toolchain() -> Path:
     """Fail early, with the fix, when this machine cannot build CUDA extensions; returns nvcc."""
-    from torch.utils import cpp_extension
+    cpp_extension = _cpp_extension()
 
     if torch.version.cuda is None:
         raise OpsBuildError(
@@ -170,9 +193,12 @@ def _check_toolchain() -> Path:
         raise OpsBuildError("ninja is required to build the CUDA ops and was not found; run `pip install ninja`")
     nvcc = _find_nvcc()
     if nvcc is None:
+        where = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
         raise OpsBuildError(
-            f"nvcc (the CUDA compiler) was not found; install the CUDA toolkit {torch.version.cuda} "
-            "(the version torch was built with) and set CUDA_HOME to it, or use impl='ref'"
+            (f"CUDA_HOME={where} holds no CUDA toolkit (bin/nvcc and include/cuda_runtime.h); " if where else
+             "no CUDA toolkit (nvcc, the CUDA compiler) was found; ")
+            + f"install the CUDA toolkit {torch.version.cuda} (the version torch was built with) and set "
+            "CUDA_HOME to it, or use impl='ref'"
         )
     nvcc_version = _nvcc_release(nvcc)
     if nvcc_version and nvcc_version.split(".")[0] != torch.version.cuda.split(".")[0]:
@@ -213,13 +239,28 @@ def _explain_failure(message: str, build_dir: Path) -> str:
     return f"building the CUDA ops failed: {hint}.\n{tail}"
 
 
-def _find_nvcc() -> Path | None:
-    from torch.utils import cpp_extension
+def _cuda_home() -> Path | None:
+    """The CUDA toolkit to build with: `$CUDA_HOME` (or `$CUDA_PATH`) when set, else torch's guess
+    if it holds a toolkit, else /usr/local/cuda. (torch guesses the parent of the `nvcc` on PATH; a
+    wrapper script such as /usr/local/bin/nvcc makes that /usr/local, which has no libcudart.)"""
+    cpp_extension = _cpp_extension()
 
-    if cpp_extension.CUDA_HOME is None:
-        return None
-    nvcc = Path(cpp_extension.CUDA_HOME) / "bin" / ("nvcc.exe" if platform.system() == "Windows" else "nvcc")
+    explicit = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    candidates = [explicit] if explicit else [cpp_extension.CUDA_HOME, "/usr/local/cuda"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "include" / "cuda_runtime.h").exists() and _nvcc_in(Path(candidate)):
+            return Path(candidate)
+    return None
+
+
+def _nvcc_in(cuda_home: Path) -> Path | None:
+    nvcc = cuda_home / "bin" / ("nvcc.exe" if platform.system() == "Windows" else "nvcc")
     return nvcc if nvcc.exists() else None
+
+
+def _find_nvcc() -> Path | None:
+    cuda_home = _cuda_home()
+    return _nvcc_in(cuda_home) if cuda_home else None
 
 
 def _nvcc_release(nvcc: Path) -> str:
@@ -281,15 +322,20 @@ def _arch_key(archs: list[str]) -> str:
 
 
 @contextlib.contextmanager
-def _arch_list_env(archs: list[str]):
-    """Set TORCH_CUDA_ARCH_LIST (read by cpp_extension) for the duration of a build."""
-    saved = os.environ.get("TORCH_CUDA_ARCH_LIST")
+def _build_settings(archs: list[str]):
+    """For the duration of a build, point cpp_extension at our CUDA toolkit and arch list
+    (it reads its module-level CUDA_HOME and $TORCH_CUDA_ARCH_LIST)."""
+    cpp_extension = _cpp_extension()
+
+    saved_home = cpp_extension.CUDA_HOME
+    saved_archs = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    cpp_extension.CUDA_HOME = str(_cuda_home())
     os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(archs)
     try:
         yield
     finally:
-        if saved is None:
+        cpp_extension.CUDA_HOME = saved_home
+        if saved_archs is None:
             del os.environ["TORCH_CUDA_ARCH_LIST"]
         else:
-            os.environ["TORCH_CUDA_ARCH_LIST"] = saved
-
+            os.environ["TORCH_CUDA_ARCH_LIST"] = saved_archs

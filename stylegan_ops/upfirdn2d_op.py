@@ -42,7 +42,7 @@ def upfirdn2d(
     plugin = impl_choice.cuda_plugin(impl, x, "upfirdn2d")
     if plugin is None:
         return upfirdn2d_fast(x, kernel, params)
-    return _UpFirDn2d.apply(x, kernel.to(device=x.device, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32), (plugin, params))
+    return _UpFirDn2d.apply(x, kernel, (plugin, params))
 
 
 class _UpFirDn2d(torch.autograd.Function):
