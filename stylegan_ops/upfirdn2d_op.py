@@ -30,8 +30,8 @@ def upfirdn2d(
     values crop. The convolution is a true convolution (the kernel is flipped relative to
     `F.conv2d`); for symmetric kernels the two agree. Per axis,
     `out = (in * up + p0 + p1 - k + down) // down`. impl: "auto", "cuda" or "ref"
-    (see `stylegan_ops.impl`). On the CUDA path the kernel gets no gradient; the reference path
-    differentiates with respect to it too.
+    (see `stylegan_ops.impl`). The CUDA path treats the kernel as a constant: with "auto", a
+    kernel that requires grad sends the call to the reference path, which differentiates it too.
     """
     if x.ndim != 4:
         raise ValueError(f"upfirdn2d: x must be [N, C, H, W], got shape {tuple(x.shape)}")
@@ -40,6 +40,13 @@ def upfirdn2d(
     params = UpFirDnParams.parse(up, down, pad)
     params.output_size(x.shape[2], x.shape[3], kernel.shape[0], kernel.shape[1])  # validates
     plugin = impl_choice.cuda_plugin(impl, x, "upfirdn2d")
+    if plugin is not None and kernel.requires_grad and torch.is_grad_enabled():
+        if impl_choice.resolve(impl) == "cuda":
+            raise ValueError(
+                "upfirdn2d(impl='cuda') does not differentiate with respect to the kernel; detach the kernel "
+                "(e.g. register it as a buffer) or use impl='ref'"
+            )
+        plugin = None  # "auto": the reference path gives the kernel its gradient
     if plugin is None:
         return upfirdn2d_fast(x, kernel, params)
     return _UpFirDn2d.apply(x, kernel, (plugin, params))
