@@ -33,6 +33,7 @@ DEFAULT_DIALOGUES = 12_000
 TURN_COUNTS = {2: 0.08, 3: 0.25, 4: 0.35, 5: 0.22, 6: 0.10}  # mean 4.0 turns (paper Table 2)
 ACT_WEIGHTS = {"next": 0.34, "request": 0.33, "suggest": 0.33}
 ADJ_GROUPS = ("expression", "hair color", "hairstyle")  # slots whose exclusive values have `adj` phrasings
+TEXTURES = ("straight hair", "wavy hair")
 
 # Gender-dependent request weights (everything else 1.0): women rarely grow beards, men rarely wear lipstick.
 VALUE_WEIGHTS = {
@@ -64,7 +65,9 @@ class _DialogueWriter:
         self.system_forms = SYSTEM_VIEW[self.pronoun].forms()
         self.weights = VALUE_WEIGHTS.get(profile.gender, {})
         self.state = BeliefState()
+        self.ever_held: set[str] = set()  # the system never suggests again what the user had and dropped
         self.forms = PRONOUNS[self.pronoun].forms()
+        self.turn_number = 0
 
     # --- wording helpers -------------------------------------------------------------------------
     def new_utterance(self) -> None:
@@ -124,10 +127,17 @@ class _DialogueWriter:
                              do=self.phrase(value, "do"))
         if r < 0.6:
             return self.user("clause_frames", do=self.phrase(value, "do"))
+        if self.turn_number > 0 and r < 0.65:  # "and big lips"
+            return self.user("np_more", np=self.phrase(value, "np"))
         return self.user("np_frames", np=self.phrase(value, "np"))
 
     def ask_two(self, first: str, second: str) -> list[str]:
         """Sentences asking for two values in one turn."""
+        colour = next((v for v in (first, second) if SLOT_OF[v] == "hair color"), None)
+        texture = next((v for v in (first, second) if v in TEXTURES), None)
+        if colour and texture and self.chance(0.5):  # "wavy brown hair"
+            hair = f"{self.phrase(texture, 'adj')} {self.phrase(colour, 'adj')} hair"
+            return [self.user("np_frames", np=hair)]
         r = self.rng.random()
         if r < 0.35:
             both = self.user("vp_and", a=self.phrase(first, "do"), b=self.phrase(second, "do"))
@@ -139,16 +149,18 @@ class _DialogueWriter:
 
     def change_by_adjective(self, old: str, new: str) -> str:
         group = "change_adj_expression" if SLOT_OF[new] == "expression" else "change_adj_hair"
-        return self.user(group, old=self.phrase(old, "adj"), new=self.phrase(new, "adj"))
+        return self.user(group, old=self.phrase(old, "adj"), new=self.phrase(new, "adj"), do=self.phrase(new, "do"))
 
     def say_change(self, old: str, new: str) -> list[str]:
         """Sentences replacing the requested `old` by `new`."""
         exclusive = new in CONFLICTS[old]
         r = self.rng.random()
         prefix = [self.user("change_prefix")] if self.chance(0.4) else []
-        if exclusive and SLOT_OF[new] in ADJ_GROUPS and self.v.has("values", new, "adj") and r < 0.35:
-            return prefix + [self.change_by_adjective(old, new)]
-        if exclusive and r < 0.6:
+        if exclusive and SLOT_OF[new] in ADJ_GROUPS and self.v.has("values", new, "adj") and r < 0.45:
+            if r < 0.3:
+                return prefix + [self.change_by_adjective(old, new)]
+            return [self.user("change_implicit_adj", new=self.phrase(new, "adj"))]
+        if exclusive and r < 0.65:
             return [self.user("change_implicit", do=self.phrase(new, "do"), np=self.phrase(new, "np"))]
         return prefix + [self.user("change_frames", old=self.phrase(old, "the"), new=self.phrase(new, "np"),
                                    do=self.phrase(new, "do"))]
@@ -162,7 +174,12 @@ class _DialogueWriter:
 
     # --- user moves: each returns (sentences, new state) ----------------------------------------------
     def move_request(self, k: int, exclude: Sequence[str] = ()) -> tuple[list[str], BeliefState] | None:
-        values = self.choose(self.requestable(exclude), k)
+        candidates = self.requestable(exclude)
+        hair = [v for v in candidates if SLOT_OF[v] == "hair color"], [v for v in candidates if v in TEXTURES]
+        if k == 2 and all(hair) and self.chance(0.1):  # make hair colour + texture pairs common enough
+            values = [self.choose(hair[0])[0], self.choose(hair[1])[0]]
+        else:
+            values = self.choose(candidates, k)
         if not values:
             return None
         state = self.state
@@ -240,6 +257,8 @@ class _DialogueWriter:
         if r < 0.55 and in_slot:  # accept by naming a value of the slot
             value = self.choose(in_slot)[0]
             state = self.state.add(value)
+            if self.v.has("values", value, "adj") and self.chance(0.2):  # "Yes, black."
+                return [self.user("accept_lead"), self.phrase(value, "adj")], state
             if self.chance(0.25):
                 extra = self.choose([v for v in self.requestable([value]) if v not in CONFLICTS[value]])
                 if extra:
@@ -266,13 +285,14 @@ class _DialogueWriter:
     # --- turns -------------------------------------------------------------------------------------
     def user_turn(self, number: int, last: bool, act: str | None, target: str | None) -> _Outcome:
         self.new_utterance()
+        self.turn_number = number
         if number == 0:
             if self.chance(0.05):
                 return _Outcome(assemble([self.user("greeting_only")]), self.state, "greet")
             opener = [self.user("openers")] if self.chance(0.4) else []
             sentences, state = self.move_request(2) if self.chance(0.4) else self.move_request(1)
-            return _Outcome(assemble(opener + sentences + self.afterthought()), state, "edit")
-        reaction = [self.user("reactions")] if self.chance(0.5) else []
+            return _Outcome(assemble(opener + sentences + self.afterthought(True)), state, "edit")
+        reaction = [self.user("reactions")] if self.chance(0.55) else []
         if last and number >= 2 and self.chance(0.08):
             return _Outcome(assemble(reaction + [self.user("closings")]), self.state, "close")
         if act == "suggest":
@@ -281,10 +301,11 @@ class _DialogueWriter:
             sentences, state = self.move_after_request(target)
         else:
             sentences, state = self.move_active()
-        return _Outcome(assemble(reaction + sentences + self.afterthought()), state, "edit")
+        return _Outcome(assemble(reaction + sentences + self.afterthought(state != self.state)), state, "edit")
 
-    def afterthought(self) -> list[str]:
-        return [self.user("afterthoughts")] if self.chance(0.2) else []
+    def afterthought(self, edited: bool) -> list[str]:
+        """Sometimes a closing remark ("Thanks!") after a request; never after a plain decline."""
+        return [self.user("afterthoughts")] if edited and self.chance(0.2) else []
 
     def system_turn(self, outcome: _Outcome, previous: BeliefState) -> tuple[str, str, str | None]:
         """(response text, act, act target) answering a user turn."""
@@ -293,10 +314,10 @@ class _DialogueWriter:
         elif outcome.kind == "close":
             ack = self.v.pick("system", "ack_closing")
         elif outcome.state != previous:
-            ack = self.v.pick("system", "ack_changed")
+            ack = self.acknowledge_edit(outcome.state, previous) if self.chance(0.8) else ""
         else:
             ack = self.v.pick("system", "ack_unchanged")
-        open_values = self.requestable()
+        open_values = self.requestable(exclude=sorted(self.ever_held))
         open_slots = sorted({SLOT_OF[v] for v in open_values}, key=SLOTS.index)
         weights = dict(ACT_WEIGHTS)
         if outcome.kind == "close" or not open_values:
@@ -317,6 +338,27 @@ class _DialogueWriter:
             question = self.v.pick("system", "next")
         return assemble([ack, question]), act, target
 
+    def acknowledge_edit(self, state: BeliefState, previous: BeliefState) -> str:
+        """"Done." or, sometimes, a reply that names what changed ("I've added bangs.")."""
+        added, removed = state.diff(previous)
+        if added and self.chance(0.3):
+            value = self.rng.choice(added)
+            return self.v.pick("system", "ack_added").format(
+                val=self.v.pick("system", "value_names", value), **self.system_forms)
+        if removed and not added and self.chance(0.5):
+            name = self.v.pick("system", "value_names", self.rng.choice(removed))
+            bare = name.removeprefix("a ").removeprefix("an ")
+            return self.v.pick("system", "ack_removed").format(the=f"the {bare}", bare=bare, **self.system_forms)
+        return self.v.pick("system", "ack_changed")
+
+    def casual(self, text: str) -> str:
+        """Sometimes type like people do in chats: all lower case, no final full stop."""
+        if self.chance(0.1):
+            text = text.lower()
+        if self.chance(0.15) and text.endswith((".", "!")):
+            text = text[:-1]
+        return text
+
     def write(self, dialogue_id: str) -> Dialogue:
         count = self.rng.choices(list(TURN_COUNTS), weights=list(TURN_COUNTS.values()))[0]
         turns: list[Turn] = []
@@ -326,8 +368,9 @@ class _DialogueWriter:
             previous = self.state
             outcome = self.user_turn(number, number == count - 1, act, target)
             self.state = outcome.state
+            self.ever_held.update(self.state.values)
             system, act, target = self.system_turn(outcome, previous)
-            turns.append(Turn(user=outcome.text, belief_state=self.state, system=system, system_act=act))
+            turns.append(Turn(user=self.casual(outcome.text), belief_state=self.state, system=system, system_act=act))
         extra = {"profile": list(self.profile.values), "gender": self.profile.gender}
         return Dialogue(dialogue_id=dialogue_id, image=self.profile.image, turns=turns, extra=extra)
 
