@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import threading
 
 log = logging.getLogger(__name__)
 
@@ -109,15 +108,15 @@ def _worker(args: argparse.Namespace) -> int:
     worker = Worker(settings, db, ImageStore(settings.images_dir), editing, name="worker")
     print(f"{editing.detail} Worker {worker.worker_id} is waiting for jobs in {settings.db_url} (Ctrl-C stops it)",
           flush=True)
-    _interrupt_on_sigterm()
-    thread = threading.Thread(target=worker.run, name=worker.worker_id)
-    thread.start()
+
+    def stop(signum, frame):
+        print("stopping; a running edit goes back to the queue", flush=True)
+        worker.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
-        while thread.is_alive():
-            thread.join(0.5)
-    except KeyboardInterrupt:
-        print("stopping; the running edit goes back to the queue", flush=True)
-        worker.stop()
+        worker.run()  # in the main thread: torch work in a helper thread can abort the process at exit
     finally:
         db.dispose()
     return 0

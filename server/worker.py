@@ -70,12 +70,16 @@ class Worker:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop after interrupting the running edit, which goes back to the queue for the next worker."""
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def request_stop(self) -> None:
+        """Ask `run` to return soon (safe from a signal handler): the running edit is interrupted and re-queued."""
         self._stop.set()
         self.wake.set()
         if self._current_cancel is not None:
             self._current_cancel.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def run(self, poll_s: float = 1.0) -> None:
         """Recover abandoned jobs, then run queued jobs until `stop()`."""

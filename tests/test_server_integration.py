@@ -119,3 +119,36 @@ def test_real_editor_in_the_browser(tmp_path, dialogue, fixture_weights):
     finally:
         server.stop()
         shutdown(app)
+
+
+@pytest.mark.slow
+def test_worker_command_runs_the_servers_jobs(tmp_path, fixture_weights):
+    """`i2edit worker` in its own process picks up a job queued by a server that runs no worker of its own."""
+    import io
+    import signal
+    import subprocess
+
+    editing = probe_editing(str(fixture_weights), "cpu", align="off")
+    app = create_app(make_settings(tmp_path, workers=0), dialogue=FakeDialogue(), editing=editing)
+    worker = None
+    try:
+        client = app.test_client()
+        cid = client.post("/api/conversations", data={"photo": (io.BytesIO(png_bytes((48, 48))), "f.png")},
+                          content_type="multipart/form-data").get_json()["id"]
+        job = client.post(f"/api/conversations/{cid}/turns", json={"text": "smile"}).get_json()["turn"]["job"]
+        assert job["status"] == "queued"
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "worker", "--data-dir", str(tmp_path / "data"),
+             "--weights", str(fixture_weights), "--align", "off", "--edit-steps", "2", "--device", "cpu"])
+        done = wait_for(lambda: (j := client.get(f"/api/jobs/{job['id']}").get_json())["status"]
+                        in ("done", "failed") and j, timeout=240, interval=0.5)
+        assert done["status"] == "done", done["error"]
+        assert done["metrics"]["min_rel"] is not None and client.get(done["image_url"]).status_code == 200
+        assert (tmp_path / "data" / "inversions").is_dir()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        shutdown(app)
