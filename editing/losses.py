@@ -1,0 +1,50 @@
+"""The three terms of the StyleCLIP objective (paper eq. 4-7), each returning one value per image.
+
+    L = (1 - cos(CLIP(G(w)), CLIP(t)))  +  λL2 · Σ (w - w_anchor)²  +  λID · (1 - <R(G(w)), R(G(w_anchor))>)
+
+The fixed side of each term (the text embedding, the anchor's identity embedding) is computed once
+when the term is built, not at every step.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class ClipLoss:
+    """1 - cosine between the CLIP embedding of images and of one text.
+
+    `clip` is an `editing.clip_model.ClipScorer` (normalised `encode_image` / `encode_text` that do
+    their own preprocessing); `__call__(images [B, 3, H, W] in [-1, 1]) -> [B]`.
+    """
+
+    def __init__(self, clip, text: str):
+        self.clip = clip
+        self.text = text
+        with torch.no_grad():
+            self.target = clip.encode_text([text]).detach()  # [1, D], unit norm
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.clip.encode_image(images)  # [B, D], unit norm
+        return 1.0 - (features * self.target.to(features.dtype)).sum(dim=-1)
+
+
+class IdentityLoss:
+    """1 - cosine between identity embeddings of images and of a fixed reference image.
+
+    `identity` is an `editing.identity.IdentityNet` (images in [-1, 1] -> [B, 512] unit norm);
+    `reference` [1, 3, H, W] in [-1, 1]; `__call__(images [B, 3, H, W]) -> [B]`.
+    """
+
+    def __init__(self, identity, reference: torch.Tensor):
+        self.identity = identity
+        with torch.no_grad():
+            self.target = identity(reference).detach()  # [1, 512]
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return 1.0 - (self.identity(images) * self.target).sum(dim=-1)
+
+
+def latent_l2(w: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """Sum of squared differences per sample (StyleCLIP's convention, not a mean):
+    w, anchor [B, n_latent, 512] -> [B]."""
+    return ((w - anchor) ** 2).sum(dim=(1, 2))
