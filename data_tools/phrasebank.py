@@ -156,6 +156,9 @@ class BankView:
     def has(self, *path: str) -> bool:
         return bool(self._lists.get(path))
 
+    def items(self, *path: str) -> list[str]:
+        return list(self._lists.get(path, ()))
+
     def pick(self, *path: str) -> str:
         try:
             return self.rng.choice(self._lists[path])

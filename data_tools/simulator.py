@@ -129,27 +129,38 @@ class _DialogueWriter:
             return self.user("clause_frames", do=self.phrase(value, "do"))
         if self.turn_number > 0 and r < 0.65:  # "and big lips"
             return self.user("np_more", np=self.phrase(value, "np"))
-        return self.user("np_frames", np=self.phrase(value, "np"))
+        return self.np_request(self.phrase(value, "np"))
+
+    def np_request(self, np: str) -> str:
+        """A request framed around a noun phrase; "give her ..." only when the phrase allows it."""
+        if not np.startswith("no ") and self.chance(0.2):
+            return self.user("give_frames", np=np)
+        return self.user("np_frames", np=np)
 
     def ask_two(self, first: str, second: str) -> list[str]:
         """Sentences asking for two values in one turn."""
         colour = next((v for v in (first, second) if SLOT_OF[v] == "hair color"), None)
         texture = next((v for v in (first, second) if v in TEXTURES), None)
         if colour and texture and self.chance(0.5):  # "wavy brown hair"
-            hair = f"{self.phrase(texture, 'adj')} {self.phrase(colour, 'adj')} hair"
-            return [self.user("np_frames", np=hair)]
+            return [self.np_request(f"{self.phrase(texture, 'adj')} {self.hair_np(colour)}")]
         r = self.rng.random()
         if r < 0.35:
             both = self.user("vp_and", a=self.phrase(first, "do"), b=self.phrase(second, "do"))
             return [self.user("clause_frames", do=both)]
         if r < 0.65:
             both = self.user("np_and", a=self.phrase(first, "np"), b=self.phrase(second, "np"))
-            return [self.user("np_frames", np=both)]
+            return [self.np_request(both)]
         return [self.ask_one(first), self.user("also"), self.ask_one(second)]
 
     def change_by_adjective(self, old: str, new: str) -> str:
         group = "change_adj_expression" if SLOT_OF[new] == "expression" else "change_adj_hair"
-        return self.user(group, old=self.phrase(old, "adj"), new=self.phrase(new, "adj"), do=self.phrase(new, "do"))
+        return self.user(group, old=self.phrase(old, "adj"), new=self.phrase(new, "adj"), do=self.phrase(new, "do"),
+                         new_hair=self.hair_np(new))
+
+    def hair_np(self, value: str) -> str:
+        """A noun phrase for a hair value that ends in "hair" ("jet-black hair"), from the split's phrasings."""
+        nps = [n for n in self.v.items("values", value, "np") if n.endswith(" hair")]
+        return self.rng.choice(nps) if nps else value
 
     def say_change(self, old: str, new: str) -> list[str]:
         """Sentences replacing the requested `old` by `new`."""

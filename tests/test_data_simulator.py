@@ -185,7 +185,8 @@ def test_answers_to_system_questions_set_the_state_they_mean(corpus, bank):
 
 def test_every_template_renders_for_every_referent(bank):
     people = [*PRONOUNS.values(), *SYSTEM_VIEW.values(), *(noun_person(n) for ns in NOUN_REFERENTS.values() for n in ns)]
-    slots = {k: "X" for k in ("do", "np", "old", "new", "bare", "the", "slot", "val", "sentence", "decline", "a", "b")}
+    slots = {k: "X" for k in ("do", "np", "old", "new", "new_hair", "bare", "the", "slot", "val", "sentence", "decline",
+                              "a", "b")}
     formatter = string.Formatter()
     for part in ("values", "user", "system"):
         for path, items in _lists(bank.data[part]):
