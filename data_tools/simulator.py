@@ -22,7 +22,7 @@ from dialogue.ontology import SLOT_OF, SLOT_VALUES, SLOTS, VALUES, BeliefState, 
 
 from .celeba import Profile, read_celeba_attributes, sample_profile
 from .phrasebank import (
-    NOUN_REFERENTS, PRONOUNS, SYSTEM_VIEW, TRAIN, BankView, PhraseBank, assemble, noun_person, strip_end,
+    NOUN_REFERENTS, PRONOUNS, SYSTEM_VIEW, BankView, PhraseBank, assemble, noun_person, strip_end,
 )
 from .schema import Dialogue, Turn, write_dialogues
 
@@ -233,10 +233,10 @@ class _DialogueWriter:
         """A move that edits something: request one or two values, change or remove one."""
         options: list[tuple[float, Callable[[], tuple[list[str], BeliefState] | None]]] = [
             (0.50, lambda: self.move_request(1, exclude)),
-            (0.33, lambda: self.move_request(2, exclude)),
+            (0.37, lambda: self.move_request(2, exclude)),
         ]
         if self.state:
-            options += [(0.10, self.move_change), (0.07, self.move_remove), (0.05, self.move_remove_and_request)]
+            options += [(0.10, self.move_change), (0.10, self.move_remove), (0.06, self.move_remove_and_request)]
         while options:
             index = self.rng.choices(range(len(options)), weights=[w for w, _ in options])[0]
             result = options.pop(index)[1]()
@@ -301,7 +301,7 @@ class _DialogueWriter:
             if self.chance(0.05):
                 return _Outcome(assemble([self.user("greeting_only")]), self.state, "greet")
             opener = [self.user("openers")] if self.chance(0.4) else []
-            sentences, state = self.move_request(2) if self.chance(0.4) else self.move_request(1)
+            sentences, state = self.move_request(2) if self.chance(0.45) else self.move_request(1)
             return _Outcome(assemble(opener + sentences + self.afterthought(True)), state, "edit")
         reaction = [self.user("reactions")] if self.chance(0.55) else []
         if last and number >= 2 and self.chance(0.08):
