@@ -5,28 +5,27 @@ the head to its parent and "continue from here" starts a branch at any turn. Eve
 photo from the whole belief state (multi-turn mode), so a turn whose state some earlier turn already rendered
 reuses that image, and a new turn supersedes (cancels) edits still pending for other turns.
 
-Only one turn (or undo) at a time per conversation: a row-level flag taken with one atomic UPDATE (safe across
-processes); a second concurrent request gets 409. A flag older than `LOCK_TTL` (its process died) is taken over.
+Only one turn (or undo) at a time per conversation: a second concurrent request gets 409 at once (a lock per
+conversation in this process; across server processes, the unique (conversation, index) key refuses the second
+turn's insert, also with 409).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 
 from PIL import Image
 from sqlalchemy import exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from dialogue.ontology import BeliefState
 from server.errors import ApiError
 from server.models import Conversation, EditJob, Photo, Turn, new_id, utcnow
-from server.runtime import Runtime
+from server.runtime import Runtime, busy_error
 from server.settings import MAX_TEXT_CHARS
 
 log = logging.getLogger(__name__)
-
-LOCK_TTL = timedelta(minutes=2)
 
 
 @dataclass
@@ -86,17 +85,14 @@ def post_turn(rt: Runtime, conversation_id: str, owner_hash: str | None, text: o
 
     Returns the new turn, its parent's index (None for a first turn) and the edit job it waits for (or None).
     """
-    with rt.db.read() as session:
-        _owned(session, conversation_id, owner_hash)
-    text = validate_text(text)
-    if parent_index is not None and (isinstance(parent_index, bool) or not isinstance(parent_index, int)):
-        raise ApiError(400, "bad_request", "parent_turn must be the index (an integer) of an earlier turn")
-    if rt.dialogue is None:
-        raise ApiError(503, "dialogue_unavailable", rt.dialogue_status.detail)
-    token = _lock(rt, conversation_id)
-    try:
+    with rt.turn_locks.hold(conversation_id):
         with rt.db.read() as session:
             conversation = _owned(session, conversation_id, owner_hash, load_turns=True)
+            text = validate_text(text)
+            if parent_index is not None and (isinstance(parent_index, bool) or not isinstance(parent_index, int)):
+                raise ApiError(400, "bad_request", "parent_turn must be the index (an integer) of an earlier turn")
+            if rt.dialogue is None:
+                raise ApiError(503, "dialogue_unavailable", rt.dialogue_status.detail)
             by_index = {t.index: t for t in conversation.turns}
             by_id = {t.id: t for t in conversation.turns}
             if parent_index is None:
@@ -107,27 +103,21 @@ def post_turn(rt: Runtime, conversation_id: str, owner_hash: str | None, text: o
                 raise ApiError(400, "unknown_parent_turn", f"this conversation has no turn {parent_index}")
             history = [(t.user_text, t.response) for t in _lineage(parent, by_id)]
             photo_source = conversation.photo.source if conversation.photo else None
+            index = max(by_index, default=-1) + 1
         try:
             state, response = rt.dialogue.step(history, text)
         except ValueError as exc:
             raise ApiError(400, "bad_text", str(exc)) from None
-        with rt.db.write() as session:
-            conversation = session.get(Conversation, conversation_id)
-            index = session.scalar(select(Turn.index).where(Turn.conversation_id == conversation_id)
-                                   .order_by(Turn.index.desc()).limit(1))
-            turn = Turn(conversation_id=conversation_id, index=0 if index is None else index + 1,
-                        parent_id=parent.id if parent else None, user_text=text,
-                        belief_state=state.to_dict(), response=response)
-            session.add(turn)
-            session.flush()
-            conversation.head_turn_id = turn.id
-            conversation.updated_at = utcnow()
-            conversation.busy_token = None
-            job = _settle_image(rt, session, turn, photo_source)
-            token = None
-    finally:
-        if token is not None:
-            _unlock(rt, conversation_id, token)
+        try:
+            with rt.db.write() as session:
+                turn = Turn(conversation_id=conversation_id, index=index, parent_id=parent.id if parent else None,
+                            user_text=text, belief_state=state.to_dict(), response=response, created_at=utcnow())
+                session.add(turn)
+                session.flush()
+                _move_head(session, conversation_id, turn.id)
+                job = _settle_image(rt, session, turn, photo_source)
+        except IntegrityError:  # another server process added a turn with this index meanwhile
+            raise busy_error() from None
     if job is not None:
         rt.jobs_waiting.set()
     return turn, (parent.index if parent else None), job
@@ -135,31 +125,26 @@ def post_turn(rt: Runtime, conversation_id: str, owner_hash: str | None, text: o
 
 def undo(rt: Runtime, conversation_id: str, owner_hash: str | None) -> EditJob | None:
     """Move the head back to its parent turn (the turn itself stays, for the gallery and for branching)."""
-    with rt.db.read() as session:
-        _owned(session, conversation_id, owner_hash)
-    token = _lock(rt, conversation_id)
-    try:
-        with rt.db.write() as session:
-            conversation = session.get(Conversation, conversation_id)
-            if conversation.head_turn_id is None:
-                raise ApiError(409, "nothing_to_undo", "there is no turn to undo")
-            head = session.get(Turn, conversation.head_turn_id)
-            conversation.head_turn_id = head.parent_id
-            conversation.updated_at = utcnow()
-            conversation.busy_token = None
-            job = None
-            if head.parent_id is not None:
-                photo_source = conversation.photo.source if conversation.photo else None
-                job = _settle_image(rt, session, session.get(Turn, head.parent_id), photo_source)
-            else:
-                _supersede(session, conversation_id, keep_turn_id=None)
-            token = None
-    finally:
-        if token is not None:
-            _unlock(rt, conversation_id, token)
+    with rt.turn_locks.hold(conversation_id), rt.db.write() as session:
+        conversation = _owned(session, conversation_id, owner_hash)
+        if conversation.head_turn_id is None:
+            raise ApiError(409, "nothing_to_undo", "there is no turn to undo")
+        head = session.get(Turn, conversation.head_turn_id)
+        _move_head(session, conversation_id, head.parent_id)
+        job = None
+        if head.parent_id is not None:
+            photo_source = conversation.photo.source if conversation.photo else None
+            job = _settle_image(rt, session, session.get(Turn, head.parent_id), photo_source)
+        else:
+            _supersede(session, conversation_id, keep_turn_id=None)
     if job is not None:
         rt.jobs_waiting.set()
     return job
+
+
+def _move_head(session: Session, conversation_id: str, turn_id: int | None) -> None:
+    session.execute(update(Conversation).where(Conversation.id == conversation_id)
+                    .values(head_turn_id=turn_id, updated_at=utcnow()).execution_options(synchronize_session=False))
 
 
 def _settle_image(rt: Runtime, session: Session, turn: Turn, photo_source: str | None) -> EditJob | None:
@@ -271,26 +256,3 @@ def _lineage(turn: Turn | None, by_id: dict[int, Turn]) -> list[Turn]:
         out.append(turn)
         turn = by_id.get(turn.parent_id) if turn.parent_id is not None else None
     return out[::-1]
-
-
-def _lock(rt: Runtime, conversation_id: str) -> str:
-    token = new_id()
-    now = utcnow()
-    with rt.db.write() as session:
-        taken = session.execute(
-            update(Conversation)
-            .where(Conversation.id == conversation_id,
-                   or_(Conversation.busy_token.is_(None), Conversation.busy_since < now - LOCK_TTL))
-            .values(busy_token=token, busy_since=now).execution_options(synchronize_session=False)
-        ).rowcount
-    if taken != 1:
-        raise ApiError(409, "turn_in_progress",
-                       "another turn of this conversation is still being processed; wait for its answer")
-    return token
-
-
-def _unlock(rt: Runtime, conversation_id: str, token: str) -> None:
-    with rt.db.write() as session:
-        session.execute(update(Conversation)
-                        .where(Conversation.id == conversation_id, Conversation.busy_token == token)
-                        .values(busy_token=None, busy_since=None).execution_options(synchronize_session=False))

@@ -1,15 +1,18 @@
 """The dialogue model behind the chat: loaded once per server, shared by all request threads.
 
 Request threads hand their turn to one runner thread and wait. The runner takes every turn waiting at that
-moment and serves them with one model call (`model.predict`, which runs many turns through one batched
-`generate`, when the model has it; else `model.step` one after another), so the model is never used by two threads at once, and under load turns are batched instead
-of queueing one by one behind a lock. An idle server adds no waiting: a lone turn runs at once.
+moment, plus those that keep arriving less than `gather_gap_s` apart (for at most `gather_max_s`: a burst of
+users then shares one batch instead of splitting into a small one and a large one), and serves them with one
+model call (`model.predict`, which runs many turns through one batched `generate`, when the model has it;
+else `model.step` one after another). So the model is never used by two threads at once, and under load
+turns are batched instead of queueing one by one behind a lock. A lone turn waits `gather_gap_s` (5 ms).
 """
 from __future__ import annotations
 
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +45,12 @@ class DialogueStatus:
 class DialogueService:
     """Thread-safe, batching front of one dialogue model (see the module docstring)."""
 
-    def __init__(self, model: DialogueModelLike, max_batch: int = 64):
+    def __init__(self, model: DialogueModelLike, max_batch: int = 64, gather_gap_s: float = 0.005,
+                 gather_max_s: float = 0.03):
         self.model = model
         self.max_batch = max_batch
+        self.gather_gap_s = gather_gap_s
+        self.gather_max_s = gather_max_s
         self._queue: queue.Queue[tuple[History, str, Future] | None] = queue.Queue()
         self._runner = threading.Thread(target=self._run, name="dialogue-runner", daemon=True)
         self._runner.start()
@@ -70,9 +76,11 @@ class DialogueService:
             if first is None:
                 return
             batch = [first]
+            deadline = time.monotonic() + self.gather_max_s
             while len(batch) < self.max_batch:
+                wait = min(self.gather_gap_s, deadline - time.monotonic())
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:

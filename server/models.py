@@ -55,8 +55,6 @@ class Conversation(Base):
     photo_id: Mapped[int | None] = mapped_column(ForeignKey("photos.id"), nullable=True)
     head_turn_id: Mapped[int | None] = mapped_column(
         ForeignKey("turns.id", use_alter=True, name="fk_conversations_head_turn"), nullable=True)
-    busy_token: Mapped[str | None] = mapped_column(String(32), nullable=True)  # a turn is being processed
-    busy_since: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -1,20 +1,49 @@
 """`Runtime`: the long-lived parts one server process shares between requests and its in-process workers."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from PIL import Image
 
 from server.db import Database
 from server.dialogue_service import DialogueService, DialogueStatus
 from server.editing_setup import EditingSetup
+from server.errors import ApiError
 from server.images import ImageStore
 from server.security import RateLimiter
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def busy_error() -> ApiError:
+    return ApiError(409, "turn_in_progress",
+                    "another turn of this conversation is still being processed; wait for its answer")
+
+
+class TurnLocks:
+    """One non-blocking lock per conversation: a second turn (or undo) while one runs is refused, not queued."""
+
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+        self._guard = threading.Lock()
+
+    @contextlib.contextmanager
+    def hold(self, conversation_id: str) -> Iterator[None]:
+        """Hold the conversation's lock for the block; raise 409 when another request holds it."""
+        with self._guard:
+            if conversation_id in self._held:
+                raise busy_error()
+            self._held.add(conversation_id)
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._held.discard(conversation_id)
 
 
 @dataclass
@@ -28,6 +57,7 @@ class Runtime:
     limiter: RateLimiter
     sample_keys: dict[str, str] = field(default_factory=dict)  # sample name -> image key
     jobs_waiting: threading.Event = field(default_factory=threading.Event)  # wakes in-process workers
+    turn_locks: TurnLocks = field(default_factory=TurnLocks)
 
     def import_samples(self) -> None:
         """Copy the weight set's sample photos into the image store (re-encoded) so the API can serve them."""

@@ -13,6 +13,7 @@
 | `I2EDIT_WORKERS` | `1` | edit workers inside `i2edit serve` (0: rely on `i2edit worker`) |
 | `I2EDIT_THREADS` | `64` | waitress request threads |
 | `I2EDIT_TRUST_PROXY` | `0` | take the client address from `X-Forwarded-For` (behind a proxy) |
+| `I2EDIT_TORCH_THREADS` | `1` for `serve`, torch's default for `worker` | CPU threads per torch op (see the README) |
 | `I2EDIT_STALE_AFTER` | `60` | seconds without a heartbeat before a running job counts as abandoned |
 """
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Settings:
     threads: int = 64
     trust_proxy: bool = False
     stale_after_s: float = 60.0
+    torch_threads: int | None = None
 
     @property
     def db_url(self) -> str:
@@ -125,6 +127,7 @@ class Settings:
         read("I2EDIT_THREADS", "threads", _positive_int)
         read("I2EDIT_TRUST_PROXY", "trust_proxy", _boolean)
         read("I2EDIT_STALE_AFTER", "stale_after_s", _positive_float)
+        read("I2EDIT_TORCH_THREADS", "torch_threads", _positive_int)
         return cls(**values).replace(**overrides)
 
 

@@ -35,8 +35,6 @@ def upgrade() -> None:
         sa.Column("owner_hash", sa.String(64), nullable=False),
         sa.Column("photo_id", sa.Integer(), sa.ForeignKey("photos.id"), nullable=True),
         sa.Column("head_turn_id", sa.Integer(), nullable=True),
-        sa.Column("busy_token", sa.String(32), nullable=True),
-        sa.Column("busy_since", sa.DateTime(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         *(head_fk if sqlite else []),
