@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import sys
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +65,11 @@ def _settings(args: argparse.Namespace):
 
 
 def _set_torch_threads(count: int) -> None:
-    import torch
-
-    torch.set_num_threads(count)
+    """Use `count` CPU threads per torch op (through OMP_NUM_THREADS when torch is not imported yet)."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(count)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(count)
 
 
 def _interrupt_on_sigterm() -> None:

@@ -171,5 +171,8 @@ class LiveServer:
         self._thread.start()
 
     def stop(self) -> None:
+        from waitress.wasyncore import close_all
+
         self._server.close()
+        close_all(self._server._map)  # keep-alive connections (a browser's) would keep the loop running
         self._thread.join(10)

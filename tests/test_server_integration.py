@@ -139,7 +139,8 @@ def test_worker_command_runs_the_servers_jobs(tmp_path, fixture_weights):
         assert job["status"] == "queued"
         worker = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "worker", "--data-dir", str(tmp_path / "data"),
-             "--weights", str(fixture_weights), "--align", "off", "--edit-steps", "2", "--device", "cpu"])
+             "--weights", str(fixture_weights), "--align", "off", "--edit-steps", "2", "--device", "cpu",
+             "--torch-threads", "1"])
         done = wait_for(lambda: (j := client.get(f"/api/jobs/{job['id']}").get_json())["status"]
                         in ("done", "failed") and j, timeout=240, interval=0.5)
         assert done["status"] == "done", done["error"]
