@@ -157,7 +157,9 @@ def _build(archs: list[str], verbose: bool) -> BuildResult:
     try:
         with _build_settings(archs):
             module = cpp_extension.load(
-                name=EXTENSION_NAME,
+                # One module name per build directory: torch's JIT versioning renames (and rebuilds)
+                # a name that was loaded earlier in this process from other sources or flags.
+                name=f"{EXTENSION_NAME}_{build_dir.name.replace('-', '_')}",
                 sources=[str(CSRC_DIR / s) for s in SOURCES],
                 build_directory=str(build_dir),
                 extra_cflags=["-O3"],

@@ -95,8 +95,8 @@ __global__ void bias_act_kernel(const scalar_t* __restrict__ x, const scalar_t* 
 
 }  // namespace
 
-at::Tensor bias_act_cuda(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& grad,
-                            int64_t act, double alpha, double gain, int64_t mode) {
+at::Tensor bias_act_cuda(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& grad, int64_t act,
+                         double alpha, double gain, int64_t mode) {
   const c10::cuda::OptionalCUDAGuard guard(x.device());
   auto out = at::empty_like(x, at::MemoryFormat::Contiguous);
   const int64_t numel = x.numel();

@@ -1,25 +1,26 @@
 // Python bindings for the stylegan_ops CUDA kernels, with the argument checks that keep the
 // kernels' assumptions (device, dtype, contiguous layout, sizes) true.
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
+#include <torch/csrc/utils/pybind.h>
 
-torch::Tensor bias_act_cuda(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& grad,
-                            int64_t act, double alpha, double gain, int64_t mode);
+at::Tensor bias_act_cuda(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& grad, int64_t act,
+                         double alpha, double gain, int64_t mode);
 
-torch::Tensor upfirdn2d_cuda(const torch::Tensor& x, const torch::Tensor& kernel, int64_t up_x, int64_t up_y,
-                             int64_t down_x, int64_t down_y, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0,
-                             int64_t pad_y1);
+at::Tensor upfirdn2d_cuda(const at::Tensor& x, const at::Tensor& kernel, int64_t up_x, int64_t up_y,
+                          int64_t down_x, int64_t down_y, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0,
+                          int64_t pad_y1);
 
 namespace {
 
-void check_same(const torch::Tensor& t, const torch::Tensor& x, const char* name) {
+void check_same(const at::Tensor& t, const at::Tensor& x, const char* name) {
   TORCH_CHECK(t.device() == x.device(), "bias_act: ", name, " is on ", t.device(), " but x is on ", x.device());
   TORCH_CHECK(t.scalar_type() == x.scalar_type(), "bias_act: ", name, " is ", t.scalar_type(), " but x is ",
               x.scalar_type());
 }
 
 // mode 0: act(x + bias) * gain; mode 1: grad * act'(x + bias) * gain; mode 2: grad * act''(x + bias) * gain.
-torch::Tensor bias_act(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& grad, int64_t act,
-                       double alpha, double gain, int64_t mode) {
+at::Tensor bias_act(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& grad, int64_t act,
+                    double alpha, double gain, int64_t mode) {
   TORCH_CHECK(x.is_cuda(), "bias_act: x must be a CUDA tensor");
   TORCH_CHECK(x.dim() >= 2, "bias_act: x must have a channel dimension 1, got ", x.dim(), " dims");
   TORCH_CHECK(act >= 0 && act <= 8, "bias_act: unknown activation index ", act);
@@ -37,16 +38,15 @@ torch::Tensor bias_act(const torch::Tensor& x, const torch::Tensor& bias, const 
   return bias_act_cuda(x.contiguous(), bias.contiguous(), grad.contiguous(), act, alpha, gain, mode);
 }
 
-torch::Tensor upfirdn2d(const torch::Tensor& x, const torch::Tensor& kernel, int64_t up_x, int64_t up_y,
-                        int64_t down_x, int64_t down_y, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0,
-                        int64_t pad_y1) {
+at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& kernel, int64_t up_x, int64_t up_y, int64_t down_x,
+                     int64_t down_y, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0, int64_t pad_y1) {
   TORCH_CHECK(x.is_cuda(), "upfirdn2d: x must be a CUDA tensor");
   TORCH_CHECK(x.dim() == 4, "upfirdn2d: x must be [N, C, H, W], got ", x.sizes());
   TORCH_CHECK(kernel.dim() == 2 && kernel.numel() > 0, "upfirdn2d: kernel must be 2-D, got ", kernel.sizes());
   TORCH_CHECK(up_x >= 1 && up_y >= 1 && down_x >= 1 && down_y >= 1, "upfirdn2d: up and down must be >= 1");
   TORCH_CHECK(x.size(2) * up_y <= INT32_MAX / 2 && x.size(3) * up_x <= INT32_MAX / 2,
               "upfirdn2d: the upsampled image is too large");
-  const auto acc_type = x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+  const auto acc_type = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   return upfirdn2d_cuda(x.contiguous(), kernel.to(x.device(), acc_type).contiguous(), up_x, up_y, down_x, down_y,
                         pad_x0, pad_x1, pad_y0, pad_y1);
 }

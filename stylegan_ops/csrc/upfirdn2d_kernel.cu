@@ -63,8 +63,8 @@ __global__ void upfirdn2d_kernel(const scalar_t* __restrict__ x, const acc_t* __
 }  // namespace
 
 at::Tensor upfirdn2d_cuda(const at::Tensor& x, const at::Tensor& kernel, int64_t up_x, int64_t up_y,
-                             int64_t down_x, int64_t down_y, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0,
-                             int64_t pad_y1) {
+                          int64_t down_x, int64_t down_y, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0,
+                          int64_t pad_y1) {
   const c10::cuda::OptionalCUDAGuard guard(x.device());
   Geometry g;
   g.in_h = static_cast<int>(x.size(2));
