@@ -71,8 +71,9 @@ def _band(y, low, high):
 
 
 def _over(image: torch.Tensor, colour: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """Paint `colour` (`[B, 3, 1|H, 1|W]`) over `image` `[B, 3, H, W]` with coverage `alpha` `[B, 1, H, W]`."""
-    return image + (colour - image) * alpha
+    """Paint `colour` (`[B, 3, 1|H, 1|W]`) over `image` `[B, 3, H, W]` with coverage `alpha` `[B, 1, H, W]`
+    (in place: one fused kernel per layer)."""
+    return image.lerp_(colour.expand_as(image), alpha.expand_as(image))
 
 
 def render_faces(identities: torch.Tensor, looks: torch.Tensor, size: int = 64) -> torch.Tensor:

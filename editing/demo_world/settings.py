@@ -1,0 +1,43 @@
+"""Settings of the demo weight set that the weight-set manifest has no place for: how to edit with it
+(optimiser settings, no face alignment: demo faces are rendered aligned), the judge and the sample faces.
+They ship as `editing/demo_set/demo_world.json`; `demo_editor_settings()` reads them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from editing.weights import DEMO_SET_DIR
+
+SETTINGS_FILE = "demo_world.json"
+# StyleCLIP's optimiser with the paper's loss weights; fewer steps, so that a chat turn stays short on a CPU.
+DEMO_OPTIMIZER = {"steps": 60, "lr": 0.1, "l2_lambda": 0.008, "id_lambda": 0.005}
+# Sample faces for the chat server: name -> profile (every slot filled, like the simulator's profiles).
+SAMPLE_FACES: dict[str, tuple[str, ...]] = {
+    "alex": ("no smiling", "brown hair", "straight hair", "no makeup"),
+    "blair": ("smiling", "blond hair", "wavy hair", "lipstick", "earrings"),
+    "casey": ("no smiling", "black hair", "straight hair", "mustache", "bushy eyebrows", "no makeup"),
+    "drew": ("sad", "gray hair", "wavy hair", "receding hairline", "goatee", "no makeup"),
+    "emery": ("smiling", "black hair", "wavy hair", "bangs", "heavy makeup", "rosy cheeks"),
+    "frankie": ("angry", "brown hair", "straight hair", "sideburns", "big lips", "pale skin", "no makeup"),
+}
+
+
+def read_settings(directory: Path = DEMO_SET_DIR) -> dict:
+    path = Path(directory) / SETTINGS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the demo set is not shipped in this checkout "
+                                "(train it with `i2edit demo-world train ...` and `i2edit demo-world ship`)")
+    return json.loads(path.read_text())
+
+
+def demo_editor_settings(directory: Path = DEMO_SET_DIR, preview_every: int = 0):
+    """The `OptimizerSettings` to edit with the demo set."""
+    from editing.optimizer import OptimizerSettings
+
+    return OptimizerSettings(preview_every=preview_every, **read_settings(directory)["optimizer"])
+
+
+def sample_faces(directory: Path = DEMO_SET_DIR) -> list[Path]:
+    """Paths of the shipped sample face images."""
+    return [Path(directory) / name for name in read_settings(directory)["samples"]]

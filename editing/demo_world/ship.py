@@ -1,0 +1,80 @@
+"""Export the trained demo-world networks into `editing/demo_set/` in the public checkpoint formats, with the
+weight-set manifest (`editing.weights`), the judge, sample faces for the chat server and the demo settings.
+
+Files written (all loadable by the same loaders as the public checkpoints):
+- `generator.pt`: {"g_ema", "latent_avg"} like `stylegan2-ffhq-config-f.pt`;
+- `e4e.pt`: {"state_dict" (encoder.* + decoder.*), "latent_avg" [n_latent, style_dim], "opts"} like
+  `e4e_ffhq_encode.pt`;
+- `identity.pth`: an IR-SE state dict like `model_ir_se50.pth`;
+- `clip.safetensors` (float16) + `clip.json`: an open_clip state dict and its custom config;
+- `judge.safetensors` + `judge.json`: the attribute judge (demo world only);
+- `samples/*.png`: faces to start a chat from; `demo_world.json`: optimiser settings and file list;
+- `manifest.json`: the `demo` weight set (roles, sha256, sizes).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from editing.demo_world.settings import DEMO_OPTIMIZER, SETTINGS_FILE, SAMPLE_FACES
+from editing.weights import DEMO_SET_DIR, write_manifest
+
+log = logging.getLogger(__name__)
+
+
+def ship_demo_set(runs_root: Path, out: Path | None = None) -> Path:
+    """Write the demo set from the training runs under `runs_root`; returns the manifest path."""
+    from safetensors.torch import save_file
+
+    from editing.demo_world.clip_train import CLIP_CONFIG, load_trained_clip
+    from editing.demo_world.encoder_train import load_trained_encoder
+    from editing.demo_world.generator_train import load_trained_generator
+    from editing.demo_world.identity_train import load_trained_identity
+    from editing.demo_world.judge import load_judge, save_judge
+    from editing.demo_world.world import render_profile
+    from editing.image_tensors import tensor_to_pil
+
+    out = Path(out or DEMO_SET_DIR)
+    out.mkdir(parents=True, exist_ok=True)
+    generator, _ = load_trained_generator(runs_root / "generator")
+    torch.save({"g_ema": generator.state_dict(), "latent_avg": generator.latent_avg.clone()}, out / "generator.pt")
+
+    e4e = load_trained_encoder(runs_root / "e4e", runs_root / "generator")
+    state = {f"encoder.{k}": v for k, v in e4e.encoder.state_dict().items()}
+    state.update({f"decoder.{k}": v for k, v in e4e.decoder.state_dict().items()})
+    torch.save({"state_dict": state, "latent_avg": e4e.latent_avg.clone(), "opts": e4e.opts}, out / "e4e.pt")
+
+    identity = load_trained_identity(runs_root / "identity")
+    torch.save(identity.net.state_dict(), out / "identity.pth")
+
+    clip = load_trained_clip(runs_root / "clip")
+    save_file({k: v.detach().half().contiguous() for k, v in clip.model.state_dict().items()},
+              str(out / "clip.safetensors"))
+    (out / "clip.json").write_text(json.dumps(CLIP_CONFIG, indent=2) + "\n")
+
+    save_judge(load_judge(runs_root / "judge" / "judge.safetensors"), out / "judge.safetensors")
+
+    samples = out / "samples"
+    samples.mkdir(exist_ok=True)
+    names = []
+    for name, values in SAMPLE_FACES.items():
+        _, _, image = render_profile(name, values)
+        tensor_to_pil(image.unsqueeze(0)).save(samples / f"{name}.png")
+        names.append(f"samples/{name}.png")
+    settings = {"size": generator.size, "align_faces": False, "optimizer": DEMO_OPTIMIZER, "judge": "judge.safetensors",
+                "samples": names}
+    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+
+    manifest = write_manifest(
+        out, "demo",
+        {"generator": {"file": "generator.pt"}, "e4e": {"file": "e4e.pt"}, "identity": {"file": "identity.pth"},
+         "clip": {"file": "clip.safetensors", "model_config": CLIP_CONFIG}},
+        description="demo world: networks trained by i2edit on its procedural faces (i2edit demo-world train); "
+                    f"{generator.size} px, aligned faces, no downloads",
+    )
+    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    log.info("demo set in %s: %.1f MB", out, total / 1e6)
+    return manifest

@@ -1,0 +1,46 @@
+"""One entry point per demo-world network, used by `i2edit demo-world train NETWORK`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_STEPS = {"judge": 1500, "generator": 5000, "clip": 1500, "identity": 1500, "e4e": 3000}
+
+
+def train_network(network: str, run_dir: Path, steps: int | None = None, runs_root: Path = Path("runs/demo_world"),
+                  show_progress: bool = True, with_generator: bool = False) -> dict:
+    """Train `network` in `run_dir` (resuming), then report held-out figures. Networks that build on
+    others (e4e on the generator) read those from `runs_root`."""
+    steps = steps or DEFAULT_STEPS[network]
+    if network == "judge":
+        from editing.demo_world.judge import judge_accuracy, save_judge, train_judge
+
+        judge = train_judge(run_dir, steps=steps, show_progress=show_progress)
+        save_judge(judge, run_dir / "judge.safetensors")
+        accuracy = judge_accuracy(judge)
+        worst = min(accuracy, key=accuracy.get)
+        return {"mean held-out accuracy": round(sum(accuracy.values()) / len(accuracy), 4),
+                "worst value": f"{worst} {accuracy[worst]:.4f}", "weights": run_dir / "judge.safetensors"}
+    if network == "generator":
+        from editing.demo_world.generator_train import train_generator
+
+        train_generator(run_dir, steps=steps, show_progress=show_progress)
+        return {"run": run_dir, "log": run_dir / "train.log"}
+    if network == "clip":
+        from editing.demo_world.clip_train import train_clip
+
+        generator_run = runs_root / "generator"
+        use_generator = (generator_run / "state.pt").is_file() and with_generator
+        train_clip(run_dir, steps=steps, generator_run=generator_run if use_generator else None,
+                   show_progress=show_progress)
+        return {"run": run_dir, "log": run_dir / "train.log"}
+    if network == "identity":
+        from editing.demo_world.identity_train import heldout_separation, train_identity
+
+        net = train_identity(run_dir, steps=steps, show_progress=show_progress)
+        return {**heldout_separation(net), "run": run_dir}
+    if network == "e4e":
+        from editing.demo_world.encoder_train import train_encoder
+
+        train_encoder(run_dir, runs_root / "generator", steps=steps, show_progress=show_progress)
+        return {"run": run_dir, "log": run_dir / "train.log"}
+    raise ValueError(f"unknown network {network!r}")
