@@ -10,7 +10,8 @@ Files:
 - `system.json`: system acknowledgements and the `next` / `request` / `suggest` questions.
 
 Placeholders: `{obj}` her/him/them/me, `{poss}` her/his/their/my, `{subj}` she/he/they/I, `{self}`
-her/him/them/myself ("see {self} with..."), `{is}` is/are/am, `{has}` has/have; frames add `{do}`, `{np}`, `{old}`,
+her/him/them/myself ("see {self} with..."), `{is}` is/are/am, `{has}` has/have, `{s}` the verb ending
+("{subj} need{s}": she needs, they need); frames add `{do}`, `{np}`, `{old}`,
 `{new}`, `{bare}`, `{slot}`, `{val}`, `{sentence}`, `{decline}`, `{a}`, `{b}`.
 
 Held out: in `values.json` and `user.json`, a quarter (rounded up) of every list of at least
@@ -46,21 +47,22 @@ class Person:
     refl: str  # the object form after "see": her / him / them / myself
     is_: str
     has: str
+    s: str  # the verb ending after `subj`: "s" for she/he ("she needs"), "" for they/I
 
     def forms(self) -> dict[str, str]:
         return {"subj": self.subj, "obj": self.obj, "poss": self.poss, "self": self.refl, "is": self.is_,
-                "has": self.has}
+                "has": self.has, "s": self.s}
 
 
 PRONOUNS: dict[str, Person] = {
-    "she": Person("she", "her", "her", "her", "is", "has"),
-    "he": Person("he", "him", "his", "him", "is", "has"),
-    "they": Person("they", "them", "their", "them", "are", "have"),
-    "I": Person("I", "me", "my", "myself", "am", "have"),
+    "she": Person("she", "her", "her", "her", "is", "has", "s"),
+    "he": Person("he", "him", "his", "him", "is", "has", "s"),
+    "they": Person("they", "them", "their", "them", "are", "have", ""),
+    "I": Person("I", "me", "my", "myself", "am", "have", ""),
 }
 SYSTEM_VIEW: dict[str, Person] = {  # how the system refers to the face of a user who says she/he/they/I
     "she": PRONOUNS["she"], "he": PRONOUNS["he"], "they": PRONOUNS["they"],
-    "I": Person("you", "you", "your", "you", "are", "have"),
+    "I": Person("you", "you", "your", "you", "are", "have", ""),
 }
 NOUN_REFERENTS: dict[str, tuple[str, ...]] = {  # third-person alternatives to the pronoun
     "she": ("the woman", "this lady", "the girl", "my friend"),
@@ -71,7 +73,7 @@ NOUN_REFERENTS: dict[str, tuple[str, ...]] = {  # third-person alternatives to t
 
 
 def noun_person(noun: str) -> Person:
-    return Person(noun, noun, f"{noun}'s", noun, "is", "has")
+    return Person(noun, noun, f"{noun}'s", noun, "is", "has", "s")
 
 
 def _holdout_key(text: str) -> str:

@@ -68,6 +68,8 @@ class _DialogueWriter:
         self.ever_held: set[str] = set()  # the system never suggests again what the user had and dropped
         self.forms = PRONOUNS[self.pronoun].forms()
         self.turn_number = 0
+        self.undo_target: BeliefState | None = None  # the state before the last turn, when that turn edited
+        self.move_kind = "edit"  # "edit" | "unsupported" | "reset": how the system acknowledges this turn
 
     # --- wording helpers -------------------------------------------------------------------------
     def new_utterance(self) -> None:
@@ -229,14 +231,35 @@ class _DialogueWriter:
             return None
         return sentences + [self.user("also"), self.ask_one(values[0])], state.add(values[0])
 
+    def move_undo(self) -> tuple[list[str], BeliefState] | None:
+        """"Undo that": back to the state before the last turn."""
+        if self.undo_target is None:
+            return None
+        return [self.user("undo_last")], self.undo_target
+
+    def move_start_over(self) -> tuple[list[str], BeliefState] | None:
+        """"Let's start over": every requirement goes."""
+        if len(self.state) < 2:
+            return None
+        self.move_kind = "reset"
+        return [self.user("start_over")], BeliefState()
+
+    def move_unsupported(self) -> tuple[list[str], BeliefState]:
+        """A request outside the ontology ("add glasses"): the state stays as it is."""
+        self.move_kind = "unsupported"
+        return [self.user("clause_frames", do=self.user("unsupported"))], self.state
+
     def move_active(self, exclude: Sequence[str] = ()) -> tuple[list[str], BeliefState]:
-        """A move that edits something: request one or two values, change or remove one."""
+        """A move that edits something (request one or two values, change, remove, undo, start over), or
+        asks for something the ontology lacks."""
         options: list[tuple[float, Callable[[], tuple[list[str], BeliefState] | None]]] = [
             (0.50, lambda: self.move_request(1, exclude)),
-            (0.37, lambda: self.move_request(2, exclude)),
+            (0.42, lambda: self.move_request(2, exclude)),
+            (0.03, self.move_unsupported),
         ]
         if self.state:
-            options += [(0.10, self.move_change), (0.10, self.move_remove), (0.06, self.move_remove_and_request)]
+            options += [(0.10, self.move_change), (0.08, self.move_remove), (0.06, self.move_remove_and_request),
+                        (0.04, self.move_undo), (0.015, self.move_start_over)]
         while options:
             index = self.rng.choices(range(len(options)), weights=[w for w, _ in options])[0]
             result = options.pop(index)[1]()
@@ -297,11 +320,12 @@ class _DialogueWriter:
     def user_turn(self, number: int, last: bool, act: str | None, target: str | None) -> _Outcome:
         self.new_utterance()
         self.turn_number = number
+        self.move_kind = "edit"
         if number == 0:
             if self.chance(0.05):
                 return _Outcome(assemble([self.user("greeting_only")]), self.state, "greet")
             opener = [self.user("openers")] if self.chance(0.4) else []
-            sentences, state = self.move_request(2) if self.chance(0.45) else self.move_request(1)
+            sentences, state = self.move_request(2) if self.chance(0.5) else self.move_request(1)
             return _Outcome(assemble(opener + sentences + self.afterthought(True)), state, "edit")
         reaction = [self.user("reactions")] if self.chance(0.55) else []
         if last and number >= 2 and self.chance(0.08):
@@ -324,6 +348,8 @@ class _DialogueWriter:
             ack = self.v.pick("system", "ack_greeting")
         elif outcome.kind == "close":
             ack = self.v.pick("system", "ack_closing")
+        elif self.move_kind in ("unsupported", "reset"):
+            ack = self.v.pick("system", f"ack_{self.move_kind}")
         elif outcome.state != previous:
             ack = self.acknowledge_edit(outcome.state, previous) if self.chance(0.8) else ""
         else:
@@ -378,6 +404,7 @@ class _DialogueWriter:
         for number in range(count):
             previous = self.state
             outcome = self.user_turn(number, number == count - 1, act, target)
+            self.undo_target = previous if outcome.state != previous else None
             self.state = outcome.state
             self.ever_held.update(self.state.values)
             system, act, target = self.system_turn(outcome, previous)

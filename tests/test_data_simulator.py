@@ -183,6 +183,29 @@ def test_answers_to_system_questions_set_the_state_they_mean(corpus, bank):
     assert seen["accept"] > 20 and seen["decline"] > 20
 
 
+def test_undo_start_over_and_unsupported_requests_set_the_state_they_mean(corpus, bank):
+    """"Undo that" restores the state before the last turn, "start over" empties it, "add glasses" keeps it."""
+    def endings(name):
+        return tuple(t.lower().rstrip(".!?") for t in bank.data["user"][name])
+    undo, reset = endings("undo_last"), endings("start_over")
+    unsupported = {r for t in bank.data["user"]["unsupported"] for r in renderings(t)}
+    seen = {"undo": 0, "reset": 0, "unsupported": 0}
+    for d in (d for ds in corpus[0].values() for d in ds):
+        states = [BeliefState()] + [t.belief_state for t in d.turns]
+        for k, turn in enumerate(d.turns[1:], start=1):
+            text = turn.user.lower().rstrip(".!?")
+            if text.endswith(undo):
+                assert turn.belief_state == states[k - 1] != states[k], (d.dialogue_id, turn.user)
+                seen["undo"] += 1
+            elif text.endswith(reset):
+                assert not turn.belief_state and states[k], (d.dialogue_id, turn.user)
+                seen["reset"] += 1
+            elif any(phrase in text for phrase in unsupported) and " and " not in text:
+                assert turn.belief_state == states[k], (d.dialogue_id, turn.user)
+                seen["unsupported"] += 1
+    assert all(n >= 5 for n in seen.values()), seen
+
+
 def test_every_template_renders_for_every_referent(bank):
     people = [*PRONOUNS.values(), *SYSTEM_VIEW.values(), *(noun_person(n) for ns in NOUN_REFERENTS.values() for n in ns)]
     slots = {k: "X" for k in ("do", "np", "old", "new", "new_hair", "bare", "the", "slot", "val", "sentence", "decline",
@@ -192,7 +215,7 @@ def test_every_template_renders_for_every_referent(bank):
         for path, items in _lists(bank.data[part]):
             for text in items:
                 names = {f for _, f, _, _ in formatter.parse(text) if f}
-                assert names <= set(slots) | {"obj", "poss", "subj", "self", "is", "has"}, (part, path, text)
+                assert names <= set(slots) | {"obj", "poss", "subj", "self", "is", "has", "s"}, (part, path, text)
                 for person in people:
                     text.format(**person.forms(), **slots)
 
