@@ -16,7 +16,10 @@ her/him/them/myself ("see {self} with..."), `{is}` is/are/am, `{has}` has/have, 
 
 Held out: in `values.json` and `user.json`, a quarter (rounded up) of every list of at least
 `MIN_HOLDOUT_LIST` phrasings is never used for the train split, only for val and test. Which ones is
-fixed by a hash of the text, so it does not depend on the seed. System responses are not held out.
+fixed by a hash of the text, so it does not depend on the seed; a value phrasing, or a phrasing whose
+words decide the state (an accept, a decline, a removal...), is only held out while its content words
+("flushed", "pass") stay in train phrasings of the same value or list (see `heldout_keeping_words`).
+System responses are not held out.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ import hashlib
 import json
 import math
 import random
+import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +40,11 @@ PHRASINGS_DIR = Path(__file__).with_name("phrasings")
 HOLDOUT_SHARE = 0.25
 MIN_HOLDOUT_LIST = 4
 TRAIN = "train"
+# User frame lists whose own words never decide the belief state (the value phrase inside them does, or they
+# carry no request); their held-out share is chosen by hash alone. In every other user list (accepts,
+# declines, removals, changes, ...) the words matter, so held-out phrasings keep their words in train.
+FREE_FRAMES = frozenset({"clause_frames", "np_frames", "give_frames", "np_more", "vp_and", "np_and", "also",
+                         "change_prefix", "openers", "greeting_only", "reactions", "afterthoughts"})
 
 
 @dataclass(frozen=True)
@@ -81,11 +91,36 @@ def _holdout_key(text: str) -> str:
 
 
 def split_heldout(items: list[str]) -> tuple[list[str], list[str]]:
-    """(train items, held-out items) of one phrasing list; lists shorter than MIN_HOLDOUT_LIST hold nothing out."""
+    """(train items, held-out items) of one frame list; lists shorter than MIN_HOLDOUT_LIST hold nothing out."""
     if len(items) < MIN_HOLDOUT_LIST:
         return list(items), []
     held = set(sorted(items, key=_holdout_key)[: math.ceil(HOLDOUT_SHARE * len(items))])
     return [s for s in items if s not in held], [s for s in items if s in held]
+
+
+def content_words(text: str, common: frozenset[str]) -> set[str]:
+    """Words of a phrasing that carry its meaning: placeholders and `common` (frame) words left out."""
+    return {w for w in re.findall(r"[a-z]+", re.sub(r"\{[^}]*\}", " ", text.lower())) if len(w) > 2} - common
+
+
+def heldout_keeping_words(lists: dict[str, list[str]], common: frozenset[str]) -> dict[str, list[str]]:
+    """Held-out phrasings of related lists (one value's `do`, `np`, ...; or one frame list), by list name.
+
+    Like `split_heldout` (a quarter of each list of at least MIN_HOLDOUT_LIST, in hash order), except that
+    a phrasing is only held out while each of its content words stays in some train phrasing of these
+    lists: the test split then brings new wording, not words the model could never have learned (the
+    dialogue model may train from scratch). A list can therefore hold out less than a quarter.
+    """
+    remaining: Counter[str] = Counter(w for items in lists.values() for s in items for w in content_words(s, common))
+    quota = {k: math.ceil(HOLDOUT_SHARE * len(v)) if len(v) >= MIN_HOLDOUT_LIST else 0 for k, v in lists.items()}
+    held: dict[str, list[str]] = {k: [] for k in lists}
+    candidates = sorted(((s, k) for k, items in lists.items() for s in items), key=lambda sk: _holdout_key(sk[0]))
+    for text, kind in candidates:
+        words = content_words(text, common)
+        if len(held[kind]) < quota[kind] and all(remaining[w] >= 2 for w in words):
+            held[kind].append(text)
+            remaining.subtract(words)
+    return {k: [s for s in lists[k] if s in held[k]] for k in lists if held[k]}
 
 
 def _lists(tree: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], list[str]]]:
@@ -120,20 +155,25 @@ class PhraseBank:
     def heldout(self) -> dict[tuple[str, ...], list[str]]:
         """Held-out phrasings by list path, e.g. `("values", "bangs", "np")` -> ["curtain bangs", ...]."""
         out = {}
-        for part in ("values", "user"):
-            for path, items in _lists(self.data[part], (part,)):
-                _, held = split_heldout(items)
-                if held:
-                    out[path] = held
+        user = self.data["user"]
+        free = frozenset(w for name in FREE_FRAMES for s in user.get(name, ()) for w in re.findall(r"[a-z]+", s.lower()))
+        for path, items in _lists(user):
+            if path[0] in FREE_FRAMES:
+                held = split_heldout(items)[1]
+            else:
+                held = heldout_keeping_words({path[-1]: items}, free).get(path[-1], [])
+            if held:
+                out[("user", *path)] = held
+        common = frozenset(w for _, items in _lists(user) for s in items for w in re.findall(r"[a-z]+", s.lower()))
+        for value, lists in self.data["values"].items():
+            for kind, held in heldout_keeping_words(lists, common).items():
+                out[("values", value, kind)] = held
         return out
 
     @cached_property
     def _train_lists(self) -> dict[tuple[str, ...], list[str]]:
-        out = {}
-        for part in ("values", "user", "system"):
-            for path, items in _lists(self.data[part], (part,)):
-                out[path] = split_heldout(items)[0] if part != "system" else list(items)
-        return out
+        held = self.heldout
+        return {path: [s for s in items if s not in held.get(path, ())] for path, items in self._all_lists.items()}
 
     @cached_property
     def _all_lists(self) -> dict[tuple[str, ...], list[str]]:

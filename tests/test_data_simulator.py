@@ -10,7 +10,8 @@ import pytest
 
 from data_tools.celeba import CELEBA_ATTRIBUTES, profile_from_attributes, read_celeba_attributes
 from data_tools.phrasebank import (
-    HOLDOUT_SHARE, NOUN_REFERENTS, PRONOUNS, SYSTEM_VIEW, TRAIN, PhraseBank, assemble, noun_person,
+    FREE_FRAMES, HOLDOUT_SHARE, NOUN_REFERENTS, PRONOUNS, SYSTEM_VIEW, TRAIN, PhraseBank, assemble, content_words,
+    noun_person,
 )
 from data_tools.schema import iter_problems, read_dialogues
 from data_tools.simulator import build_corpus, simulate_dialogue, split_sizes
@@ -258,7 +259,28 @@ def test_at_least_a_fifth_of_every_value_and_frame_list_is_held_out(bank):
     train = bank.lists(TRAIN)
     for path, items in held.items():
         assert not set(items) & set(train[path])
-        assert len(items) == math.ceil(HOLDOUT_SHARE * len(bank.lists("test")[path]))
+        if path[1] in FREE_FRAMES:
+            assert len(items) == math.ceil(HOLDOUT_SHARE * len(bank.lists("test")[path]))
+
+
+def test_held_out_phrasings_bring_no_word_that_train_lacks(bank):
+    """Held-out value phrasings and accepts/declines/removals reuse words of the same value or list."""
+    train = bank.lists(TRAIN)
+    user = bank.data["user"]
+    free = frozenset(w for name in FREE_FRAMES for t in user[name] for w in re.findall(r"[a-z]+", t.lower()))
+    common = frozenset(w for _, items in _lists(user) for t in items for w in re.findall(r"[a-z]+", t.lower()))
+    for path, held in bank.heldout.items():
+        if path[0] == "values":
+            known = {w for kind in bank.data["values"][path[1]] for t in train[("values", path[1], kind)]
+                     for w in content_words(t, common)}
+            skip = common
+        elif path[1] not in FREE_FRAMES:
+            known = {w for t in train[path] for w in content_words(t, free)}
+            skip = free
+        else:
+            continue
+        for phrasing in held:
+            assert content_words(phrasing, skip) <= known, (path, phrasing)
 
 
 def literal_segments(template: str) -> list[str]:
