@@ -104,6 +104,8 @@ def post_turn(rt: Runtime, conversation_id: str, owner_hash: str | None, text: o
             history = [(t.user_text, t.response) for t in _lineage(parent, by_id)]
             photo_source = conversation.photo.source if conversation.photo else None
             index = max(by_index, default=-1) + 1
+            pending = session.scalar(select(exists().where(EditJob.conversation_id == conversation_id,
+                                                           EditJob.status.in_(("queued", "running")))))
         try:
             state, response = rt.dialogue.step(history, text)
         except ValueError as exc:
@@ -115,7 +117,7 @@ def post_turn(rt: Runtime, conversation_id: str, owner_hash: str | None, text: o
                 session.add(turn)
                 session.flush()
                 _move_head(session, conversation_id, turn.id)
-                job = _settle_image(rt, session, turn, photo_source)
+                job = _settle_image(rt, session, turn, photo_source, supersede=pending)
         except IntegrityError:  # another server process added a turn with this index meanwhile
             raise busy_error() from None
     if job is not None:
@@ -147,12 +149,15 @@ def _move_head(session: Session, conversation_id: str, turn_id: int | None) -> N
                     .values(head_turn_id=turn_id, updated_at=utcnow()).execution_options(synchronize_session=False))
 
 
-def _settle_image(rt: Runtime, session: Session, turn: Turn, photo_source: str | None) -> EditJob | None:
-    """Give `turn` an image: reuse one rendered for the same state, or queue an edit. Cancels other pending edits.
+def _settle_image(rt: Runtime, session: Session, turn: Turn, photo_source: str | None,
+                  supersede: bool = True) -> EditJob | None:
+    """Give `turn` an image: reuse one rendered for the same state, or queue an edit. With `supersede`
+    (False when the caller knows no edit is pending), cancels the other turns' pending edits.
 
     Returns the job the turn waits for (new or still pending), or None.
     """
-    _supersede(session, turn.conversation_id, keep_turn_id=turn.id)
+    if supersede:
+        _supersede(session, turn.conversation_id, keep_turn_id=turn.id)
     if turn.image_key is not None or not turn.belief_state or not rt.can_edit(photo_source):
         return None
     state = BeliefState.from_dict(turn.belief_state)
