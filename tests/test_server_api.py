@@ -395,3 +395,41 @@ def test_page_lists_samples_and_sends_security_headers(client):
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     assert page.headers["X-Content-Type-Options"] == "nosniff"
     assert client.get("/static/app.js").status_code == 200
+
+
+def test_a_turn_added_by_another_server_process_meanwhile_gives_409(make_app):
+    """Across processes the unique (conversation, index) key refuses the second of two simultaneous turns."""
+    from server.models import Turn
+
+    class RacingDialogue(FakeDialogue):
+        def step(self, history, user_text):
+            result = super().step(history, user_text)
+            if user_text == "race":  # another process stores its turn while this one is thinking
+                with app.extensions["i2edit"].db.write() as session:
+                    session.add(Turn(conversation_id=cid, index=1, user_text="other", belief_state={},
+                                     response="ok"))
+            return result
+
+    app = make_app(dialogue=RacingDialogue())
+    client = app.test_client()
+    cid = start(client)["id"]
+    turn(client, cid, "smile")
+    assert_error(turn(client, cid, "race"), 409, "turn_in_progress")
+    view = client.get(f"/api/conversations/{cid}").get_json()
+    assert [t["user"] for t in view["turns"]] == ["smile", "other"] and view["head"] == 0
+
+
+def test_undo_to_a_turn_whose_edit_was_skipped_renders_it_again(make_app, samples):
+    gate = threading.Event()
+    client = make_app(editing=fake_editing(samples=samples, gate=gate), stale_after_s=1.2).test_client()
+    cid = start(client, sample="ada")["id"]
+    first = turn(client, cid, "smile").get_json()["turn"]["job"]
+    wait_for(lambda: client.get(f"/api/jobs/{first['id']}").get_json()["status"] == "running")
+    turn(client, cid, "black hair")
+    wait_for(lambda: client.get(f"/api/jobs/{first['id']}").get_json()["status"] == "cancelled")
+    view = client.post(f"/api/conversations/{cid}/undo").get_json()
+    again = view["turns"][0]["job"]
+    assert view["head"] == 0 and again["id"] != first["id"] and again["status"] in ("queued", "running")
+    gate.set()
+    done = wait_for(lambda: (j := client.get(f"/api/jobs/{again['id']}").get_json())["status"] == "done" and j)
+    assert client.get(f"/api/conversations/{cid}").get_json()["turns"][0]["image_url"] == done["image_url"]
