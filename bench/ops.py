@@ -65,7 +65,8 @@ def median_seconds(fn: Callable[[], torch.Tensor], repeat: int, backward: bool, 
 
 
 def fmt(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1e3:9.1f}"
+    """Milliseconds in a 9-wide column, '-' when not measured."""
+    return f"{'-':>9}" if seconds is None else f"{seconds * 1e3:9.1f}"
 
 
 def main() -> None:
