@@ -111,7 +111,14 @@ def default_archs() -> list[str]:
     architectures this torch was built for that the installed nvcc supports, the newest with PTX."""
     env = os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip()
     if env and env != "native":
-        return [a for a in re.split(r"[;\s]+", env) if a]
+        archs = [a for a in re.split(r"[;\s]+", env) if a]
+        bad = [a for a in archs if not re.fullmatch(r"\d+\.\d+a?(\+PTX)?", a)]
+        if bad:
+            raise OpsBuildError(
+                f"TORCH_CUDA_ARCH_LIST={env!r}: cannot read {', '.join(bad)}; give compute capabilities "
+                "separated by ';', e.g. '8.6' or '8.0;9.0+PTX'"
+            )
+        return archs
     archs = [_sm_to_arch(a) for a in torch.cuda.get_arch_list() if a.startswith("sm_")]
     nvcc = _find_nvcc()
     if nvcc is not None:
@@ -143,7 +150,7 @@ def _load_for_device(device: torch.device) -> BuildResult:
             f"({torch.cuda.get_device_name(device)}); add {arch} to it or unset it"
         )
     _check_archs_supported(archs, nvcc)
-    log.info("building the CUDA ops for sm_%d%d (first use; cached for later runs)", major, minor)
+    log.info("building the CUDA ops for sm_%d%d: first use, takes minutes, cached for later runs", major, minor)
     return _build(archs, verbose=False)
 
 
@@ -234,10 +241,8 @@ def _explain_failure(message: str, build_dir: Path) -> str:
         hint = "the host C++ compiler is not supported by this nvcc; install a gcc version it supports and set CXX"
     elif "Ninja is required" in message:
         hint = "run `pip install ninja`"
-    elif "CUDA_HOME" in message or "nvcc" in message and "not found" in message:
-        hint = "install the CUDA toolkit matching torch and set CUDA_HOME"
     else:
-        hint = f"see the compiler output above; the build files are in {build_dir}"
+        hint = f"the compiler's messages are below (with --verbose, above); the build files are in {build_dir}"
     return f"building the CUDA ops failed: {hint}.\n{tail}"
 
 

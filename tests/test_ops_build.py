@@ -134,6 +134,9 @@ def test_unsupported_gpu_architecture_is_reported(tmp_path):
 def test_default_archs_follow_env_then_torch_and_nvcc(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.0;8.6+PTX")
     assert build.default_archs() == ["8.0", "8.6+PTX"]
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "Ampere")
+    with pytest.raises(build.OpsBuildError, match="cannot read Ampere"):
+        build.default_archs()
     monkeypatch.delenv("TORCH_CUDA_ARCH_LIST")
     _fake_toolkit(tmp_path, "13.0", "75 80 86 90")
     monkeypatch.setenv("CUDA_HOME", str(tmp_path))
