@@ -232,6 +232,8 @@ def train(config: TrainConfig) -> TrainSummary:
     if config.threads:
         torch.set_num_threads(config.threads)
     use_cuda = torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(dist.local_rank)
     if dist.world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
     device = torch.device(f"cuda:{dist.local_rank}" if use_cuda else "cpu")
