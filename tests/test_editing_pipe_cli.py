@@ -130,3 +130,26 @@ def test_evaluate_editing_takes_an_image_provider_and_limit(tmp_path):
     assert report.summaries["multi"].turns == 2
     with pytest.raises(ValueError, match="modes must be among"):
         evaluate_editing(editor(), dialogues, provider, modes=("both",))
+
+
+def test_evaluate_editing_computes_fid_between_edited_and_original_sets(tmp_path):
+    import torch
+
+    from editing.metrics import FidInception
+
+    class MeanColour(torch.nn.Module):  # stands in for InceptionV3: [B, 3, H, W] -> [[B, 3, 1, 1]]
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            return [x.mean(dim=(2, 3), keepdim=True) * self.scale]
+
+    d1, d2, _ = read_dialogues(_dialogues(tmp_path / "dialogues.jsonl"))
+    report = evaluate_editing(editor(), [d1, d2], lambda d: astronaut(), modes=("multi",), steps=1, align=False,
+                              fid_inception=FidInception(MeanColour()), show_progress=False)
+    summary = report.summaries["multi"]
+    assert summary.fid_images == (3, 2)  # 3 non-empty turns; one original per dialogue
+    assert summary.fid is not None and summary.fid >= 0
+    assert "fid" not in report.skipped_metrics
+    assert "FID (multi) from 3 edited vs 2 original images" in report.to_markdown()
