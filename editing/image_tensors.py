@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 
@@ -25,9 +24,3 @@ def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     array = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return Image.fromarray(array.permute(1, 2, 0).cpu().numpy(), "RGB")
 
-
-def area_resize(image: torch.Tensor, size: int) -> torch.Tensor:
-    """[B, C, H, W] -> [B, C, size, size] by area averaging (exact for integer factors, no big temporaries)."""
-    if image.shape[-1] == size and image.shape[-2] == size:
-        return image
-    return F.interpolate(image, size=(size, size), mode="area")

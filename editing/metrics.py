@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from dialogue.ontology import BeliefState
-from editing.image_tensors import area_resize
+from editing.clip_model import area_resize
 from editing.prompts import attribute_texts
 
 log = logging.getLogger(__name__)
