@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from server_fixtures import FakeDialogue, LiveServer, make_settings, png_bytes, wait_for  # noqa: E402
 
+from dialogue.ontology import BeliefState  # noqa: E402
 from server.app import create_app, shutdown  # noqa: E402
 from server.dialogue_service import load_dialogue  # noqa: E402
 from server.editing_setup import probe_editing  # noqa: E402
@@ -53,15 +54,16 @@ def test_shipped_dialogue_model_through_the_api(tmp_path, dialogue):
         client = app.test_client()
         cid = client.post("/api/conversations", json={}).get_json()["id"]
         texts = ["Please make her smile.", "Now give her black hair.", "Actually, no smile. Make her sad."]
-        states = []
+        history = []
         for text in texts:
             response = client.post(f"/api/conversations/{cid}/turns", json={"text": text})
             assert response.status_code == 201
             body = response.get_json()["turn"]
             assert body["response"].strip() and body["job"] is None
-            states.append(body["belief_state"])
-        assert "smiling" in states[0].get("expression", [])
-        assert "black hair" in states[1].get("hair color", [])
+            # the server gives exactly what the model gives for the same history (greedy decoding)
+            state, reply = dialogue.model.step(history, text)
+            assert BeliefState.from_dict(body["belief_state"]) == state and body["response"] == reply
+            history.append((text, reply))
         view = client.get(f"/api/conversations/{cid}").get_json()
         assert [t["user"] for t in view["turns"]] == texts
         assert client.post(f"/api/conversations/{cid}/turns", json={"text": "  "}).status_code == 400
@@ -153,3 +155,40 @@ def test_worker_command_runs_the_servers_jobs(tmp_path, fixture_weights):
             worker.kill()
             worker.wait()
         shutdown(app)
+
+
+def test_batched_turns_answer_like_single_turns(dialogue):
+    """Turns that arrive together share one batched `predict`; each gets what a lone `step` would give."""
+    if dialogue is None:
+        pytest.skip("the shipped dialogue model is not in this checkout (dialogue/shipped/)")
+    import threading
+
+    turns = [([], "Please make her smile."), ([("Make him sad.", "Done. What else?")], "Add a goatee."),
+             ([], "black hair and lipstick please"), ([], "Can you take the earrings off?"),
+             ([("Give her bangs.", "Done.")], "No, wavy hair instead."), ([], "hmm")]
+    results: dict[int, tuple] = {}
+    start = threading.Barrier(len(turns))
+
+    def ask(i: int) -> None:
+        start.wait()
+        results[i] = dialogue.step(*turns[i])
+
+    sizes: list[int] = []
+    predict = dialogue.model.predict
+
+    def counting_predict(batch, *args, **kwargs):
+        sizes.append(len(batch))
+        return predict(batch, *args, **kwargs)
+
+    dialogue.model.predict = counting_predict
+    try:
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(turns))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        del dialogue.model.predict  # back to the class's method
+    assert max(sizes, default=1) > 1  # at least some turns were batched
+    for i, (history, text) in enumerate(turns):
+        assert results[i] == dialogue.model.step(history, text)
