@@ -13,7 +13,7 @@ from server_fixtures import FakeDialogue, LiveServer, make_settings, png_bytes, 
 
 from dialogue.ontology import BeliefState  # noqa: E402
 from server.app import create_app, shutdown  # noqa: E402
-from server.dialogue_service import load_dialogue  # noqa: E402
+from server.dialogue_service import DialogueService, load_dialogue  # noqa: E402
 from server.editing_setup import probe_editing  # noqa: E402
 
 
@@ -169,9 +169,11 @@ def test_batched_turns_answer_like_single_turns(dialogue):
     results: dict[int, tuple] = {}
     start = threading.Barrier(len(turns))
 
+    service = DialogueService(dialogue.model, gather_gap_s=0.25, gather_max_s=2.0)  # wide window: never split
+
     def ask(i: int) -> None:
         start.wait()
-        results[i] = dialogue.step(*turns[i])
+        results[i] = service.step(*turns[i])
 
     sizes: list[int] = []
     predict = dialogue.model.predict
@@ -189,6 +191,7 @@ def test_batched_turns_answer_like_single_turns(dialogue):
             thread.join()
     finally:
         del dialogue.model.predict  # back to the class's method
-    assert max(sizes, default=1) > 1  # at least some turns were batched
+        service.close()
+    assert sizes == [len(turns)]  # one batched call answered them all
     for i, (history, text) in enumerate(turns):
         assert results[i] == dialogue.model.step(history, text)
