@@ -17,6 +17,17 @@ from server.dialogue_service import DialogueService, load_dialogue  # noqa: E402
 from server.editing_setup import probe_editing  # noqa: E402
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Like `i2edit serve`: one thread per op (on a busy machine more threads made a dialogue step 80x slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def shipped_dialogue_dir() -> Path | None:
     try:
         from dialogue.model import default_model_dir
