@@ -1,11 +1,13 @@
 """The dialogue model behind the chat: loaded once per server, shared by all request threads.
 
 Request threads hand their turn to one runner thread and wait. The runner takes every turn waiting at that
-moment, plus those that keep arriving less than `gather_gap_s` apart (for at most `gather_max_s`: a burst of
-users then shares one batch instead of splitting into a small one and a large one), and serves them with one
+moment, plus those that keep arriving less than `gather_gap_s` apart; after a batch of N turns it waits for
+up to N again, for at most that batch's duration (and `gather_max_s`), because a burst of users answered
+together comes back together, spread out by the time each needs to store its turn: a small batch started on
+the first few would make all the others wait a whole batch longer. It serves each batch with one
 model call (`model.predict`, which runs many turns through one batched `generate`, when the model has it;
 else `model.step` one after another). So the model is never used by two threads at once, and under load
-turns are batched instead of queueing one by one behind a lock. A lone turn waits `gather_gap_s` (5 ms).
+turns are batched instead of queueing one by one behind a lock. A lone user's turn waits `gather_gap_s` (5 ms).
 """
 from __future__ import annotations
 
@@ -46,11 +48,12 @@ class DialogueService:
     """Thread-safe, batching front of one dialogue model (see the module docstring)."""
 
     def __init__(self, model: DialogueModelLike, max_batch: int = 64, gather_gap_s: float = 0.005,
-                 gather_max_s: float = 0.03):
+                 gather_max_s: float = 0.5):
         self.model = model
         self.max_batch = max_batch
         self.gather_gap_s = gather_gap_s
         self.gather_max_s = gather_max_s
+        self._last_size, self._last_seconds = 1, 0.0
         self._queue: queue.Queue[tuple[History, str, Future] | None] = queue.Queue()
         self._runner = threading.Thread(target=self._run, name="dialogue-runner", daemon=True)
         self._runner.start()
@@ -76,9 +79,14 @@ class DialogueService:
             if first is None:
                 return
             batch = [first]
-            deadline = time.monotonic() + self.gather_max_s
+            # After a burst, expect another of the same size: wait for it up to one batch's duration (a small
+            # batch now would make the rest wait that long anyway); else only while turns keep coming.
+            target = self._last_size
+            window = min(self.gather_max_s, self._last_seconds) if target > 1 else self.gather_gap_s
+            deadline = time.monotonic() + window
             while len(batch) < self.max_batch:
-                wait = min(self.gather_gap_s, deadline - time.monotonic())
+                remaining = deadline - time.monotonic()
+                wait = remaining if len(batch) < target else min(self.gather_gap_s, remaining)
                 try:
                     item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
@@ -90,6 +98,13 @@ class DialogueService:
             self._serve(batch)
 
     def _serve(self, batch: list[tuple[History, str, Future]]) -> None:
+        started = time.monotonic()
+        try:
+            self._answer(batch)
+        finally:
+            self._last_size, self._last_seconds = len(batch), time.monotonic() - started
+
+    def _answer(self, batch: list[tuple[History, str, Future]]) -> None:
         predict = getattr(self.model, "predict", None)
         if predict is not None and len(batch) > 1:
             try:
