@@ -7,7 +7,8 @@ names a running server, waits until it answers, then starts every user at the sa
 a conversation (its own owner cookie) and sends its turns one after another, each as soon as the previous
 answer arrived. Prints p50/p95/max turn latency (time from sending a turn to its full 201 answer), errors
 (any status but 201, or a failed connection) and throughput. The per-client rate limit is switched off in the
-server it starts, because every simulated user comes from the same address.
+server it starts, because every simulated user comes from the same address. `--model-floor` instead times
+the dialogue model alone on one batch of N turns: the least a burst of N users can wait.
 """
 from __future__ import annotations
 
@@ -122,6 +123,25 @@ def start_server(args: argparse.Namespace, data_dir: Path) -> tuple[subprocess.P
     raise SystemExit("the server did not start:\n" + "".join(lines))
 
 
+def model_floor(args: argparse.Namespace) -> float:
+    """Seconds the dialogue model alone needs for one batched call on `args.users` first turns (median of 3),
+    on one torch thread like the server: no burst of that many users can be answered faster."""
+    import torch
+
+    from dialogue.model import DialogueModel
+
+    torch.set_num_threads(1)
+    model = DialogueModel.from_pretrained(args.dialogue_model, device="cpu")
+    turns = [([], text) for text in (REQUESTS * (args.users // len(REQUESTS) + 1))[: args.users]]
+    model.predict(turns[:1])  # warm-up
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        model.predict(turns)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=50)
@@ -130,7 +150,12 @@ def main() -> int:
     parser.add_argument("--dialogue-model", help="dialogue model directory (default: the shipped model)")
     parser.add_argument("--threads", type=int, help="request threads of the server it starts (default: serve's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--model-floor", action="store_true",
+                        help="only time the dialogue model's batched call for --users first turns (no server)")
     args = parser.parse_args()
+    if args.model_floor:
+        print(f"dialogue model alone, one batched call for {args.users} turns: {model_floor(args) * 1000:.0f} ms")
+        return 0
 
     data_dir = Path(tempfile.mkdtemp(prefix="i2edit-load-"))
     proc = None
