@@ -206,3 +206,26 @@ def test_batched_turns_answer_like_single_turns(dialogue):
     assert sizes == [len(turns)]  # one batched call answered them all
     for i, (history, text) in enumerate(turns):
         assert results[i] == dialogue.model.step(history, text)
+
+
+def test_a_demo_weight_set_offers_its_samples_and_explains_uploads(tmp_path, fixture_weights):
+    """A set named `demo` (here: the fixtures renamed, with the demo world's settings file and samples)."""
+    import json
+    import shutil
+
+    from PIL import Image
+
+    demo = tmp_path / "demo_set"
+    shutil.copytree(fixture_weights, demo)
+    manifest = json.loads((demo / "manifest.json").read_text())
+    (demo / "manifest.json").write_text(json.dumps({**manifest, "name": "demo"}))
+    (demo / "samples").mkdir()
+    Image.new("RGB", (32, 32), (150, 110, 90)).save(demo / "samples" / "alex.png")
+    (demo / "demo_world.json").write_text(json.dumps({
+        "optimizer": {"steps": 7, "lr": 0.1, "l2_lambda": 0.008, "id_lambda": 0.005},
+        "samples": ["samples/alex.png"]}))
+    editing = probe_editing(str(demo), "cpu")
+    assert editing.available and not editing.real_photos
+    assert list(editing.samples) == ["alex"] and "FFHQ" in editing.real_photo_note
+    editor = editing.factory()
+    assert editor.settings.steps == 7 and editor.settings.preview_every > 0 and editor.align_faces is False
