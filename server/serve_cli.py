@@ -90,8 +90,12 @@ def _serve(args: argparse.Namespace) -> int:
     _set_torch_threads(settings.torch_threads or 1)
     app = create_app(settings)
     rt = app.extensions["i2edit"]
-    server = create_server(app, host=args.host, port=args.port, threads=settings.threads,
-                           ident="i2edit", clear_untrusted_proxy_headers=True)
+    proxy = {}
+    if settings.trust_proxy:  # else waitress drops X-Forwarded-* headers: nobody can fake a client address
+        proxy = dict(trusted_proxy="*", trusted_proxy_count=1,
+                     trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
+    server = create_server(app, host=args.host, port=args.port, threads=settings.threads, ident="i2edit",
+                           clear_untrusted_proxy_headers=True, **proxy)
     host = args.host if args.host not in ("0.0.0.0", "::") else "127.0.0.1"
     print(f"dialogue: {rt.dialogue_status.detail}", flush=True)
     print(f"editing:  {rt.editing.detail}", flush=True)
