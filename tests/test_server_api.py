@@ -433,3 +433,12 @@ def test_undo_to_a_turn_whose_edit_was_skipped_renders_it_again(make_app, sample
     gate.set()
     done = wait_for(lambda: (j := client.get(f"/api/jobs/{again['id']}").get_json())["status"] == "done" and j)
     assert client.get(f"/api/conversations/{cid}").get_json()["turns"][0]["image_url"] == done["image_url"]
+
+
+@pytest.mark.parametrize("trust_proxy", [False, True])
+def test_rate_limit_uses_forwarded_address_only_behind_a_trusted_proxy(make_app, trust_proxy):
+    client = make_app(rate_limit=RateLimit(2, 60.0), trust_proxy=trust_proxy).test_client()
+    for address in ("10.0.0.1", "10.0.0.1"):
+        assert client.post("/api/conversations", json={}, headers={"X-Forwarded-For": address}).status_code == 201
+    other = client.post("/api/conversations", json={}, headers={"X-Forwarded-For": "10.0.0.2, 10.9.9.9"})
+    assert other.status_code == (201 if trust_proxy else 429)
