@@ -103,10 +103,11 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"i2edit is running at http://{host}:{server.effective_port}/  (Ctrl-C stops it)", flush=True)
     _interrupt_on_sigterm()
     try:
-        server.run()
+        server.run()  # returns on Ctrl-C or SIGTERM (waitress catches the KeyboardInterrupt)
     except KeyboardInterrupt:
-        print("stopping", flush=True)
+        pass
     finally:
+        print("stopping; a running edit goes back to the queue", flush=True)
         server.close()
         shutdown(app)
     return 0
