@@ -159,6 +159,7 @@ class Generator(nn.Module):
         noise: Sequence[torch.Tensor | None] | None = None,
         randomize_noise: bool = False,
         return_rgbs: bool = False,
+        max_resolution: int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Render W+ codes.
 
@@ -168,12 +169,18 @@ class Generator(nn.Module):
             noise: optional list of `num_layers` noise maps ([B or 1, 1, r, r]; None entries draw fresh noise).
             randomize_noise: when `noise` is None, draw fresh noise instead of the stored buffers.
             return_rgbs: also return the skip-branch RGB image at every resolution.
+            max_resolution: stop after the block of this resolution (a power of two, 4 .. size) and
+                return its skip-branch RGB; the larger layers are never run (the fast optimisation mode
+                saves their time and the memory their backward pass would keep). W+ rows past it are unused.
 
         Returns:
-            image [B, 3, size, size] (about [-1, 1], unclamped), or (image, rgbs) where rgbs[k] is
-            [B, 3, 4 * 2^k, 4 * 2^k] for 4 px .. size (rgbs[-1] is image).
+            image [B, 3, R, R] with R = max_resolution or size (about [-1, 1], unclamped), or (image, rgbs)
+            where rgbs[k] is [B, 3, 4 * 2^k, 4 * 2^k] for 4 px .. R (rgbs[-1] is image).
         """
         self.check_w_plus(w_plus)
+        last = self.size if max_resolution is None else max_resolution
+        if last not in [4 * 2**k for k in range(len(self.to_rgbs) + 1)]:
+            raise ValueError(f"max_resolution must be a power of two from 4 to {self.size}, got {max_resolution}")
         if noise is None:
             noise = [None] * self.num_layers if randomize_noise else self.stored_noise()
         elif len(noise) != self.num_layers:
@@ -183,7 +190,7 @@ class Generator(nn.Module):
         skip = self.to_rgb1(out, w_plus[:, 1])
         rgbs = [skip]
         i = 1
-        for j, to_rgb in enumerate(self.to_rgbs):
+        for j, to_rgb in enumerate(self.to_rgbs[: int(math.log2(last)) - 2]):
             out = self.convs[2 * j](out, w_plus[:, i], noise[i])
             out = self.convs[2 * j + 1](out, w_plus[:, i + 1], noise[i + 1])
             skip = to_rgb(out, w_plus[:, i + 2], skip)

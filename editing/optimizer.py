@@ -116,19 +116,17 @@ def optimize_latent(
     anchor = (w_start if w_anchor is None else w_anchor).detach()
     generator.check_w_plus(anchor)
 
-    def render(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(full image, image the losses see)."""
-        if settings.clip_size is None or settings.clip_size >= generator.size:
-            image = generator.synthesis(w, randomize_noise=False)
-            return image, image
-        image, rgbs = generator.synthesis(w, randomize_noise=False, return_rgbs=True)
-        return image, rgbs[int(math.log2(settings.clip_size)) - 2]
+    loss_size = None if settings.clip_size is None else min(settings.clip_size, generator.size)
+
+    def render(w: torch.Tensor) -> torch.Tensor:
+        """The image the losses see: the full image, or in fast mode the skip RGB at `clip_size`."""
+        return generator.synthesis(w, randomize_noise=False, max_resolution=loss_size)
 
     clip_loss = ClipLoss(clip, text)
     id_loss = None
     if identity is not None and settings.id_lambda > 0:
         with torch.no_grad():
-            id_loss = IdentityLoss(identity, render(anchor)[1])
+            id_loss = IdentityLoss(identity, render(anchor))
 
     w = w_start.detach().clone().requires_grad_(True)
     adam = torch.optim.Adam([w], lr=settings.lr)
@@ -139,7 +137,7 @@ def optimize_latent(
             raise Cancelled(step, total)
         for group in adam.param_groups:
             group["lr"] = styleclip_lr(step, total, settings.lr)
-        image, seen = render(w)
+        seen = render(w)
         terms = {"clip": clip_loss(seen).mean(), "l2": latent_l2(w, anchor).mean()}
         loss = terms["clip"] + settings.l2_lambda * terms["l2"]
         if id_loss is not None:
@@ -154,7 +152,11 @@ def optimize_latent(
         if progress is not None:
             preview = None
             if settings.preview_every and (step + 1) % settings.preview_every == 0:
-                preview = tensor_to_pil(image)
+                if loss_size is None:
+                    preview = tensor_to_pil(seen.detach())
+                else:
+                    with torch.no_grad():
+                        preview = tensor_to_pil(generator.synthesis(w.detach(), randomize_noise=False))
             progress(step + 1, total, losses, preview)
     log.debug("optimised %d steps towards %r: %s", total, text, history[-1])
 

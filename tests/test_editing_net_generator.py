@@ -102,6 +102,18 @@ def test_skip_branch_rgbs_per_resolution(small_generator):
     assert torch.equal(rgbs[-1], image)
 
 
+def test_max_resolution_stops_early_at_that_skip_rgb(small_generator):
+    w = torch.randn(2, small_generator.n_latent, 32)
+    with torch.no_grad():
+        _, rgbs = small_generator.synthesis(w, return_rgbs=True)
+        assert torch.equal(small_generator.synthesis(w, max_resolution=16), rgbs[2])
+        low, low_rgbs = small_generator.synthesis(w, max_resolution=8, return_rgbs=True)
+    assert [r.shape[-1] for r in low_rgbs] == [4, 8] and torch.equal(low, rgbs[1])
+    for bad in (12, 64, 2):
+        with pytest.raises(ValueError, match="max_resolution"):
+            small_generator.synthesis(w, max_resolution=bad)
+
+
 def test_batched_synthesis_equals_per_sample(small_generator):
     w = torch.randn(3, small_generator.n_latent, 32)
     with torch.no_grad():
