@@ -8,6 +8,7 @@ from typing import Sequence
 
 from dialogue.metrics import BLEU_SCORER, corpus_bleu_4, distinct_n, joint_accuracy, slot_accuracy
 from dialogue.model import DialogueModel, Prediction
+from dialogue.ontology import BeliefState
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class TurnResult:
     dialogue_id: str
     turn: int
     user: str
-    gold_state: object
+    gold_state: BeliefState
     gold_response: str
     prediction: Prediction
 
