@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.i2edit-installed
 
-.PHONY: test demo install chromium
+.PHONY: test demo install system-packages
 
 install: $(STAMP)
 
@@ -16,15 +16,18 @@ $(STAMP): setup.cfg pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Browser tests drive Debian's chromium; install it when we can, else they skip with a reason.
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
+# Debian packages some tests use: chromium (the browser test) and postgresql (the PostgreSQL storage test).
+# Installed when missing and we can (root + apt-get); otherwise those tests skip and say why.
+DEB_PACKAGES := chromium:chromium postgresql:/usr/lib/postgresql
+system-packages:
+	@for pair in $(DEB_PACKAGES); do pkg=$${pair%%:*}; probe=$${pair#*:}; \
+	  if command -v $$probe >/dev/null 2>&1 || [ -e "$$probe" ]; then continue; fi; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) \
-	      || echo "note: could not install chromium with apt-get; browser tests will skip"; \
-	  else echo "note: chromium is missing and apt-get needs root; browser tests will skip"; fi; }
+	    (apt-get install -y -q $$pkg >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$pkg >/dev/null 2>&1)) \
+	      || echo "note: could not install $$pkg with apt-get; the tests that need it will skip"; \
+	  else echo "note: $$pkg is missing and apt-get needs root; the tests that need it will skip"; fi; done
 
-test: $(STAMP) chromium
+test: $(STAMP) system-packages
 	$(PY) -m pytest
 
 # The chat server on the embedded defaults (SQLite in var/, the shipped dialogue model, the FFHQ weights when
