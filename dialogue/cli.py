@@ -27,6 +27,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-every", type=int, default=200, help="steps between resumable checkpoints")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke runs)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    parser.add_argument("--response-ratio", type=float, default=1.0,
+                        help="share of the response examples trained on each epoch, drawn afresh per epoch "
+                             "(every tracking example is always used; default 1: all)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -35,8 +38,8 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig(
         data_dir=args.data, out_dir=args.out, init=args.init, preset=args.preset, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, resume=args.resume, seed=args.seed,
-        train_dialogues=args.train_dialogues, val_dialogues=args.val_dialogues, save_every=args.save_every, max_steps=args.max_steps,
-        threads=args.threads,
+        train_dialogues=args.train_dialogues, val_dialogues=args.val_dialogues, save_every=args.save_every,
+        max_steps=args.max_steps, threads=args.threads, response_ratio=args.response_ratio,
     )
 
 

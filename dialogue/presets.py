@@ -25,8 +25,8 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "scratch": Preset(vocab_size=1500, d_model=128, d_kv=32, d_ff=512, num_layers=2, num_decoder_layers=2,
-                      num_heads=4, dropout_rate=0.1, max_source_length=256, max_target_length=40, lr=2e-3),
+    "scratch": Preset(vocab_size=4000, d_model=128, d_kv=32, d_ff=512, num_layers=2, num_decoder_layers=2,
+                      num_heads=4, dropout_rate=0.0, max_source_length=256, max_target_length=40, lr=2e-3),
     "tiny": Preset(vocab_size=400, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1,
                    num_heads=4, dropout_rate=0.0, max_source_length=128, max_target_length=32, lr=3e-3),
 }

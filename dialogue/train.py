@@ -27,7 +27,7 @@ from typing import Sequence
 import torch
 
 from dialogue.formats import (
-    PROMPTS, TRACK, belief_target, clean_utterance, turn_examples,
+    PROMPTS, RESPOND, TRACK, Example, belief_target, clean_utterance, turn_examples,
 )
 from dialogue.metrics import joint_accuracy
 from dialogue.model import DialogueModel
@@ -58,6 +58,7 @@ class TrainConfig:
     max_steps: int | None = None      # stop after this many optimizer steps in total (tests, smoke runs)
     eval_batch_size: int = 128
     warmup_ratio: float = 0.02
+    response_ratio: float = 1.0       # share of the response examples trained on per epoch (all tracking ones)
     threads: int | None = None        # torch CPU threads per process
 
 
@@ -114,20 +115,35 @@ def corpus_texts(dialogues) -> list[str]:
     return list(out)
 
 
-def tokenize_corpus(model: DialogueModel, dialogues) -> list[tuple[list[int], list[int]]]:
-    """(encoder ids, target ids) of both tasks for every turn, in corpus order."""
-    return [(model.encode(ex.task, ex.context), model.encode_target(ex.target))
-            for dialogue in dialogues for ex in turn_examples(dialogue.turns)]
+def corpus_examples(dialogues) -> list[Example]:
+    """Both tasks' examples for every turn (tracking, then response), in corpus order."""
+    return [ex for dialogue in dialogues for ex in turn_examples(dialogue.turns)]
 
 
-def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """Length-bucketed batches of example indices in a shuffled order fixed by (seed, epoch).
+def tokenize_examples(model: DialogueModel, examples: Sequence[Example]) -> list[tuple[list[int], list[int]]]:
+    """(encoder ids, target ids) of every example."""
+    return [(model.encode(ex.task, ex.context), model.encode_target(ex.target)) for ex in examples]
+
+
+def epoch_examples(tasks: Sequence[str], response_ratio: float, seed: int, epoch: int) -> list[int]:
+    """Indices of the examples trained on in `epoch`: every tracking example and `round(response_ratio * R)`
+    of the R response examples, drawn afresh each epoch (fixed by seed and epoch), so that over several
+    epochs the responder still sees all of them while most compute goes to tracking."""
+    responses = [i for i, task in enumerate(tasks) if task == RESPOND]
+    keep = set(random.Random(f"responses:{seed}:{epoch}").sample(responses, round(response_ratio * len(responses))))
+    return [i for i, task in enumerate(tasks) if task != RESPOND or i in keep]
+
+
+def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
+                  indices: Sequence[int] | None = None) -> list[list[int]]:
+    """Length-bucketed batches of example indices (`indices`, default all) in a shuffled order fixed by
+    (seed, epoch).
 
     Indices are shuffled, cut into pools of 50 batches, each pool sorted by length and cut into batches (so
     a batch holds similar lengths and little padding), then the batches are shuffled.
     """
     rng = random.Random(seed * 100_003 + epoch)
-    order = list(range(len(lengths)))
+    order = list(range(len(lengths))) if indices is None else list(indices)
     rng.shuffle(order)
     pool = batch_size * 50
     batches = []
@@ -239,6 +255,8 @@ def train(config: TrainConfig) -> TrainSummary:
     device = torch.device(f"cuda:{dist.local_rank}" if use_cuda else "cpu")
     if config.preset is not None:
         get_preset(config.preset)  # fail on a bad name before reading data
+    if not 0.0 <= config.response_ratio <= 1.0:
+        raise ValueError(f"--response-ratio must be between 0 and 1, got {config.response_ratio}")
     config.out_dir = Path(config.out_dir)
 
     train_dialogues = read_split(config.data_dir, "train")[: config.train_dialogues]
@@ -247,16 +265,24 @@ def train(config: TrainConfig) -> TrainSummary:
     model = DialogueModel.from_pretrained(ckpt, device=device)
     state = torch.load(ckpt / STATE_FILE, weights_only=False) if config.resume else None
 
-    examples = tokenize_corpus(model, train_dialogues)
+    if state is not None:  # the schedule was fixed by the first run's settings
+        config.lr, config.response_ratio = state["lr"], state.get("response_ratio", 1.0)
+    if config.lr is None:
+        config.lr = get_preset(config.preset).lr if config.preset else 5e-5
+
+    corpus = corpus_examples(train_dialogues)
+    tasks = [ex.task for ex in corpus]
+    examples = tokenize_examples(model, corpus)
     lengths = [len(src) + len(tgt) for src, tgt in examples]
-    steps_per_epoch = len(epoch_batches(lengths, config.batch_size, config.seed, 0)) // dist.world
+
+    def batches_of(epoch: int) -> list[list[int]]:
+        chosen = epoch_examples(tasks, config.response_ratio, config.seed, epoch)
+        return epoch_batches(lengths, config.batch_size, config.seed, epoch, chosen)
+
+    steps_per_epoch = len(batches_of(0)) // dist.world
     if steps_per_epoch == 0:
         raise ValueError(f"{len(examples)} training examples make no batch of {config.batch_size} per process")
     total_steps = steps_per_epoch * config.epochs
-    if config.lr is None:
-        config.lr = get_preset(config.preset).lr if config.preset else 5e-5
-    if state is not None:
-        config.lr = state["lr"]
 
     net = model.model
     net.train()
@@ -282,14 +308,15 @@ def train(config: TrainConfig) -> TrainSummary:
 
     def snapshot() -> dict:
         return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
-                "position": position, "step": step, "best": best, "lr": config.lr}
+                "position": position, "step": step, "best": best, "lr": config.lr,
+                "response_ratio": config.response_ratio}
 
-    log.info("%d training examples (%d dialogues), %d steps per epoch, %d epochs, lr %g, %d process(es)",
-             len(examples), len(train_dialogues), steps_per_epoch, config.epochs, config.lr, dist.world)
+    log.info("%d training examples (%d dialogues, response ratio %g), %d steps per epoch, %d epochs, lr %g, "
+             "%d process(es)", len(examples), len(train_dialogues), config.response_ratio, steps_per_epoch,
+             config.epochs, config.lr, dist.world)
     try:
         while epoch < config.epochs and (config.max_steps is None or step < config.max_steps):
-            batches = epoch_batches(lengths, config.batch_size, config.seed, epoch)
-            batches = batches[: steps_per_epoch * dist.world][dist.rank::dist.world]
+            batches = batches_of(epoch)[: steps_per_epoch * dist.world][dist.rank::dist.world]
             started, seen, loss_sum = time.time(), 0, 0.0
             bar = tqdm(total=steps_per_epoch, initial=position, desc=f"epoch {epoch + 1}/{config.epochs}",
                        disable=not dist.main, dynamic_ncols=True)

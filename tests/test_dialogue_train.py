@@ -10,9 +10,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from dialogue.model import DialogueModel  # noqa: E402
+from dialogue.formats import RESPOND, TRACK  # noqa: E402
 from dialogue.train import (  # noqa: E402
-    CHECKPOINT, LOG_FILE, STATE_FILE, TrainConfig, collate, corpus_texts, epoch_batches, read_split,
-    tokenize_corpus, train,
+    CHECKPOINT, LOG_FILE, STATE_FILE, TrainConfig, collate, corpus_examples, corpus_texts, epoch_batches,
+    epoch_examples, read_split, tokenize_examples, train,
 )
 from tests.dialogue_fixtures import write_corpus  # noqa: E402
 
@@ -31,7 +32,8 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def _config(corpus: Path, out: Path, **overrides) -> TrainConfig:
-    settings = dict(data_dir=corpus, out_dir=out, preset="tiny", epochs=1, batch_size=8, save_every=2)
+    settings = dict(data_dir=corpus, out_dir=out, preset="tiny", epochs=1, batch_size=8, save_every=2,
+                    response_ratio=0.5)
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -39,7 +41,7 @@ def _config(corpus: Path, out: Path, **overrides) -> TrainConfig:
 def test_tiny_model_loss_falls(corpus):
     dialogues = read_split(corpus, "train")
     model = DialogueModel.from_preset("tiny", corpus_texts(dialogues))
-    batch = collate(model, tokenize_corpus(model, dialogues)[:16])
+    batch = collate(model, tokenize_examples(model, corpus_examples(dialogues)[:16]))
     optimizer = torch.optim.AdamW(model.model.parameters(), lr=3e-3)
     model.model.train()
     losses = []
@@ -55,7 +57,7 @@ def test_tiny_model_loss_falls(corpus):
 def test_collate_shifts_targets_and_masks_padding(corpus):
     dialogues = read_split(corpus, "train")
     model = DialogueModel.from_preset("tiny", corpus_texts(dialogues))
-    pairs = tokenize_corpus(model, dialogues)[:2]
+    pairs = tokenize_examples(model, corpus_examples(dialogues)[:2])
     batch = collate(model, pairs)
     for row, (_, target) in enumerate(pairs):
         n = len(target) - 1
@@ -70,6 +72,19 @@ def test_batches_are_a_permutation_fixed_by_seed_and_epoch():
     assert sorted(i for b in batches for i in b) == list(range(10))
     assert batches == epoch_batches(lengths, 3, seed=1, epoch=0)
     assert batches != epoch_batches(lengths, 3, seed=1, epoch=1)
+    some = epoch_batches(lengths, 3, seed=1, epoch=0, indices=[8, 2, 5, 0])
+    assert sorted(i for b in some for i in b) == [0, 2, 5, 8]
+
+
+def test_response_ratio_keeps_all_tracking_and_redraws_responses_each_epoch():
+    tasks = [TRACK, RESPOND] * 40
+    quarter = [epoch_examples(tasks, 0.25, seed=0, epoch=e) for e in range(3)]
+    for chosen in quarter:
+        assert [i for i in chosen if tasks[i] == TRACK] == list(range(0, 80, 2))
+        assert sum(tasks[i] == RESPOND for i in chosen) == 10
+    assert quarter[0] != quarter[1] and quarter[0] == epoch_examples(tasks, 0.25, seed=0, epoch=0)
+    assert epoch_examples(tasks, 1.0, seed=0, epoch=0) == list(range(80))
+    assert epoch_examples(tasks, 0.0, seed=0, epoch=0) == list(range(0, 80, 2))
 
 
 def test_interrupted_run_resumes_to_the_same_weights(corpus, tmp_path):
@@ -104,6 +119,8 @@ def test_bad_training_options_are_explained(corpus, tmp_path):
         train(_config(corpus, tmp_path / "c", preset="huge"))
     with pytest.raises(FileNotFoundError, match="train.jsonl"):
         train(_config(tmp_path / "empty", tmp_path / "d"))
+    with pytest.raises(ValueError, match="--response-ratio"):
+        train(_config(corpus, tmp_path / "e", response_ratio=1.5))
 
 
 _DDP_RANK = """
