@@ -41,3 +41,15 @@ def _no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _guarded(_real_connect))
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded(_real_connect_ex))
     yield
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch intra-op thread. For tests on tiny tensors, extra threads only add
+    contention (about 10x slower on a busy 2-core machine). Use with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

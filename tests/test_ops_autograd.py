@@ -11,13 +11,7 @@ from stylegan_ops.upfirdn2d_ref import upfirdn2d_fast, upfirdn2d_simple
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: extra intra-op threads only add contention (10× slower on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 UPFIRDN_CASES = [(2, 1, (2, 1)), (1, 2, (1, 1)), (1, 1, (-1, 2)), (4, 2, (1, 0))]
