@@ -2,8 +2,10 @@
 
 A caption makes claims about a face: some values it shows (phrased like the optimiser's description of a
 belief state) and, sometimes, values it does not show (phrased like a single-turn edit's removed values:
-"with no mustache", "wearing no lipstick"). `matches` tells which captions hold for which faces, the target
-of CLIP's contrastive training.
+"with no mustache", "wearing no lipstick"). `agreement` scores each caption against each face by the share
+of its claims that hold, the graded target of CLIP's contrastive training: a face that has three of four
+described values matches better than one that has two, which is what an optimiser climbing CLIP's cosine
+needs.
 """
 from __future__ import annotations
 
@@ -27,8 +29,10 @@ class Caption:
     shows: frozenset[str]
     lacks: frozenset[str]
 
-    def holds_for(self, values: frozenset[str]) -> bool:
-        return self.shows <= values and not (self.lacks & values)
+    def share_true(self, values: frozenset[str]) -> float:
+        """The share of this caption's claims that hold for a face showing `values`."""
+        true = len(self.shows & values) + len(self.lacks - values)
+        return true / (len(self.shows) + len(self.lacks))
 
 
 def caption_for(values: tuple[str, ...], rng: random.Random, deny_probability: float = 0.3) -> Caption:
@@ -37,7 +41,7 @@ def caption_for(values: tuple[str, ...], rng: random.Random, deny_probability: f
     lacks: frozenset[str] = frozenset()
     absent = [v for v in DENIABLE if v not in values]
     if absent and rng.random() < deny_probability:
-        lacks = frozenset(rng.sample(absent, rng.choice((1, 1, 2))))
+        lacks = frozenset(rng.sample(absent, min(len(absent), rng.choice((1, 1, 2)))))
     if lacks:
         text = change_description(BeliefState(shows), BeliefState(lacks))
     else:
@@ -45,6 +49,6 @@ def caption_for(values: tuple[str, ...], rng: random.Random, deny_probability: f
     return Caption(text, shows, lacks)
 
 
-def matches(captions: list[Caption], faces: list[frozenset[str]]) -> torch.Tensor:
-    """[n_faces, n_captions] float: 1 where the caption holds for the face."""
-    return torch.tensor([[float(c.holds_for(f)) for c in captions] for f in faces])
+def agreement(captions: list[Caption], faces: list[frozenset[str]]) -> torch.Tensor:
+    """[n_faces, n_captions] in [0, 1]: the share of each caption's claims that hold for each face."""
+    return torch.tensor([[c.share_true(f) for c in captions] for f in faces])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from editing.demo_world.generator_train import latent_of, laplacian_l1, load_trained_generator, w_plus
+from editing.demo_world.generator_train import GeneratorFollower, latent_of, laplacian_l1, load_trained_generator, w_plus
 from editing.demo_world.loop import load_run_modules, train_loop
 from editing.demo_world.world import SIZE, degrade, sample_batch
 from editing.e4e import E4E, Encoder4Editing
@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 ENCODER_TRUNK = {"blocks": (1, 2, 2, 1), "widths": (32, 48, 64, 128)}
 IMAGE_LOSS_WEIGHT = 1.0
+RELOAD_EVERY = 100
+IMAGE_LOSS_FROM = 1500
 
 
 def build_encoder(generator: Generator) -> Encoder4Editing:
@@ -37,41 +39,42 @@ def e4e_opts() -> dict:
             "encoder_widths": list(ENCODER_TRUNK["widths"])}
 
 
-def train_encoder(run_dir: Path, generator_run: Path, steps: int = 3000, batch: int = 16, lr: float = 1e-3,
+def train_encoder(run_dir: Path, generator_run: Path, steps: int = 5000, batch: int = 16, lr: float = 1e-3,
                   seed: int = 5, show_progress: bool = True) -> E4E:
+    """Train (resuming) and return the E4E module. While the generator run is still being trained, its
+    newest weights are reloaded every `RELOAD_EVERY` steps, so the encoder can start early and follow; the
+    first `IMAGE_LOSS_FROM` steps regress codes only, later steps add the reconstruction loss."""
     torch.manual_seed(seed)
-    generator, conditioner = load_trained_generator(generator_run)
+    follower = GeneratorFollower(generator_run)
+    generator, conditioner = follower.generator, follower.conditioner
     encoder = build_encoder(generator)
-    average = generator.latent_avg.view(1, 1, -1)
-    w_scale = float(latent_of(generator, conditioner, *_faces(256)).std())
     opt = torch.optim.Adam(encoder.parameters(), lr=lr, betas=(0.9, 0.99))
 
     def step_fn(step: int, gen: torch.Generator) -> dict[str, float]:
+        if step % RELOAD_EVERY == 0:
+            follower.refresh()
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + torch.cos(torch.tensor(step / steps * torch.pi)).item())
         data = sample_batch(batch, gen, soft_fraction=0.2)
         with torch.no_grad():
             target = w_plus(generator, latent_of(generator, conditioner, data.identities, data.looks))
-        codes = encoder(degrade(data.images, gen) if step % 2 else data.images) + average
+            w_scale = float(target.std())
+        codes = encoder(degrade(data.images, gen) if step % 2 else data.images) + generator.latent_avg.view(1, 1, -1)
         latent = ((codes - target) ** 2).mean() / w_scale ** 2
-        images = generator.synthesis(codes)
-        image = laplacian_l1(images, data.images) + (images - data.images).abs().mean()
-        loss = latent + IMAGE_LOSS_WEIGHT * image
+        losses = {"latent": latent}
+        if step >= IMAGE_LOSS_FROM:
+            images = generator.synthesis(codes)
+            losses["image"] = laplacian_l1(images, data.images) + (images - data.images).abs().mean()
+        loss = latent + IMAGE_LOSS_WEIGHT * losses.get("image", 0.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"latent": float(latent.detach()), "image": float(image.detach())}
+        return {k: float(v.detach()) for k, v in losses.items()}
 
     train_loop("e4e", run_dir, {"encoder": encoder}, {"opt": opt}, steps, step_fn, seed, log_every=50,
                show_progress=show_progress)
+    follower.refresh()
     return assemble(encoder, generator)
-
-
-def _faces(n: int):
-    from editing.demo_world.world import heldout_batch
-
-    data = heldout_batch(n, offset=11)
-    return data.identities, data.looks
 
 
 def assemble(encoder: Encoder4Editing, generator: Generator) -> E4E:
@@ -85,3 +88,24 @@ def load_trained_encoder(run_dir: Path, generator_run: Path) -> E4E:
     encoder = build_encoder(generator)
     load_run_modules(run_dir, {"encoder": encoder})
     return assemble(encoder, generator)
+
+
+@torch.no_grad()
+def reconstruction_agreement(e4e: E4E, judge, n: int = 500, batch: int = 100) -> dict[str, float]:
+    """How well inversions keep the ontology values, as the judge sees them, on `n` held-out renders:
+    `same_values` = share of reconstructions in which the judge finds exactly the render's values (all 23
+    agree), `value_agreement` = share of (face, value) pairs that agree, `judge_on_renders` = the same
+    exact-match share for the renders themselves (the judge's own ceiling)."""
+    from editing.demo_world.judge import decode
+    from editing.demo_world.world import heldout_batch
+
+    same = agree = ceiling = 0.0
+    for start in range(0, n, batch):
+        data = heldout_batch(min(batch, n - start), offset=20_000 + start)
+        truth = data.looks > 0.5
+        recon, _ = e4e(data.images)
+        seen = decode(judge.probabilities(recon))
+        same += float((seen == truth).all(1).sum())
+        agree += float((seen == truth).float().mean(1).sum())
+        ceiling += float((decode(judge.probabilities(data.images)) == truth).all(1).sum())
+    return {"same_values": same / n, "value_agreement": agree / n, "judge_on_renders": ceiling / n}

@@ -33,27 +33,6 @@ log = logging.getLogger(__name__)
 DEFAULT_DIALOGUES = Path("var/corpus/test.jsonl")
 
 
-class JudgeDistance:
-    """LPIPS-style distance with the judge's feature stages: images [B, 3, H, W] in [-1, 1] → [B]."""
-
-    def __init__(self, judge: AttributeJudge):
-        self.judge = judge
-        self.taps = [i for i, layer in enumerate(judge.features) if isinstance(layer, torch.nn.ReLU)][1::2]
-
-    @torch.no_grad()
-    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        out, x = [], images
-        for i, layer in enumerate(self.judge.features):
-            x = layer(x)
-            if i in self.taps:
-                out.append(x / (x.norm(dim=1, keepdim=True) + 1e-10))
-        return out
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
-        return sum(((a - b) ** 2).sum(1).mean((1, 2)) for a, b in zip(self.features(images), self.features(references)))
-
-
 @dataclass
 class JudgeHook:
     """The per-turn hook: the judge's verdict on each edited image."""
@@ -62,14 +41,14 @@ class JudgeHook:
     size: int
 
     def __post_init__(self) -> None:
-        self.distance = JudgeDistance(self.judge)
-        self._originals: dict[str, torch.Tensor] = {}
+        self._originals: dict[str, torch.Tensor] = {}  # the current dialogue's original render only
 
     def original(self, dialogue) -> torch.Tensor:
         if dialogue.dialogue_id not in self._originals:
             self._originals = {dialogue.dialogue_id: face_of(dialogue, self.size)}
         return self._originals[dialogue.dialogue_id]
 
+    @torch.no_grad()
     def __call__(self, dialogue, index: int, mode: str, result) -> dict[str, Any]:
         image = result.tensor.float()
         present = decode(self.judge.probabilities(image))[0]
@@ -81,7 +60,7 @@ class JudgeHook:
             "judge_values": list(present_values(present.view(1, -1))[0]),
             "success": shows(state.values) if state else None,
             "marginal_success": shows(added) if added else None,
-            "judge_lpips": float(self.distance(image, self.original(dialogue).unsqueeze(0))[0]),
+            "judge_lpips": float(self.judge.feature_distance(image, self.original(dialogue).unsqueeze(0))[0]),
         }
 
 

@@ -4,7 +4,9 @@ Adversarial training does not fit on a shared 2-core CPU (about 1 s per 64 px G+
 generator learns to reproduce renders from their known parameters instead, in the way GLO trains a
 generator from fixed codes: a small `Conditioner` MLP turns (identity parameters, look strengths) into z,
 the generator's own mapping network turns z into w, and the synthesis network renders w repeated over the
-W+ rows. The loss is L1 on a Laplacian pyramid plus plain L1. A third of each batch has in-between looks,
+W+ rows. The loss is L1 on a Laplacian pyramid plus plain L1; from step `PERCEPTUAL_FROM` on (once the
+coarse picture is learnt) an LPIPS-style distance on the attribute judge's features is added, which
+sharpens the small parts that carry the ontology values (mouth, brows, beard, earrings). A third of each batch has in-between looks,
 so W space holds the continuum between values and interpolates smoothly; a small random jitter of the W+
 rows teaches the synthesis network that a slightly perturbed code still means the same face, which keeps
 latent optimisation on the face manifold. An exponential moving average of the weights (`g_ema`) is what
@@ -31,6 +33,8 @@ GENERATOR_CONFIG = {"size": 64, "style_dim": 128, "n_mlp": 4,
 EMA_DECAY = 0.998
 MAPPING_LR_SCALE = 50.0  # the mapping's weights carry lr_mul 0.01; this restores a comparable pace
 W_JITTER = 0.05
+PERCEPTUAL_FROM = 2300
+PERCEPTUAL_WEIGHT = 0.25
 
 
 class Conditioner(nn.Module):
@@ -80,9 +84,13 @@ def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
         t.copy_(s)
 
 
-def train_generator(run_dir: Path, steps: int = 5000, batch: int = 12, lr: float = 2e-3, seed: int = 2,
-                    show_progress: bool = True) -> tuple[Generator, Conditioner]:
-    """Train (resuming from `run_dir`) and return the EMA generator and conditioner."""
+def train_generator(run_dir: Path, judge_path: Path, steps: int = 8000, batch: int = 12, lr: float = 2e-3,
+                    seed: int = 2, show_progress: bool = True) -> tuple[Generator, Conditioner]:
+    """Train (resuming from `run_dir`) and return the EMA generator and conditioner. `judge_path`: the
+    trained attribute judge (its features give the perceptual term)."""
+    from editing.demo_world.judge import load_judge
+
+    judge = load_judge(judge_path)
     torch.manual_seed(seed)
     generator, conditioner = build_generator(), Conditioner()
     generator.noises.requires_grad_(False)
@@ -107,13 +115,16 @@ def train_generator(run_dir: Path, steps: int = 5000, batch: int = 12, lr: float
         images = generator.synthesis(codes)
         pyramid = laplacian_l1(images, data.images)
         l1 = (images - data.images).abs().mean()
-        loss = pyramid + l1
+        losses = {"lap": pyramid, "l1": l1}
+        if step >= PERCEPTUAL_FROM:
+            losses["judge"] = judge.feature_distance(images, data.images).mean()
+        loss = pyramid + l1 + PERCEPTUAL_WEIGHT * losses.get("judge", 0.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         ema_update(g_ema, generator, EMA_DECAY if step > 500 else 0.9)
         ema_update(c_ema, conditioner, EMA_DECAY if step > 500 else 0.9)
-        return {"lap": float(pyramid.detach()), "l1": float(l1.detach())}
+        return {k: float(v.detach()) for k, v in losses.items()}
 
     heldout = heldout_batch(64)
 
@@ -149,3 +160,32 @@ def mean_w(generator: Generator, conditioner: Conditioner, n: int = 4096) -> tor
     else:
         identities, looks = data.identities, data.looks
     return latent_of(generator, conditioner, identities, looks).mean(0)
+
+
+class GeneratorFollower:
+    """The EMA generator and conditioner of a generator run, reloaded by `refresh()` whenever the run has
+    saved newer weights, so that networks trained on the generator (e4e, CLIP) can start before it ends."""
+
+    def __init__(self, run_dir: Path):
+        self.state_file = run_dir / "state.pt"
+        self.run_dir = run_dir
+        self.generator, self.conditioner = load_trained_generator(run_dir)
+        self.mtime = self.state_file.stat().st_mtime
+
+    def refresh(self) -> bool:
+        """Reload if the run saved since the last load; returns whether it did."""
+        mtime = self.state_file.stat().st_mtime
+        if mtime == self.mtime:
+            return False
+        fresh, fresh_conditioner = load_trained_generator(self.run_dir)
+        self.generator.load_state_dict(fresh.state_dict())
+        self.generator.latent_avg.copy_(fresh.latent_avg)
+        self.conditioner.load_state_dict(fresh_conditioner.state_dict())
+        self.mtime = mtime
+        return True
+
+    @torch.no_grad()
+    def render(self, identities: torch.Tensor, looks: torch.Tensor) -> torch.Tensor:
+        """The generator's images [B, 3, size, size] of faces with known parameters."""
+        return self.generator.synthesis(w_plus(self.generator, latent_of(self.generator, self.conditioner,
+                                                                          identities, looks)))

@@ -68,6 +68,22 @@ class AttributeJudge(nn.Module):
         finally:
             self.train(was_training)
 
+    def stage_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The output of each of the four stages, channels unit-normalised at every position (the
+        LPIPS recipe): list of [B, widths[k], size / 2^(k+1), size / 2^(k+1)]. Differentiable."""
+        out, x = [], images
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i % 6 == 5:  # the ReLU closing each stage
+                out.append(x / (x.norm(dim=1, keepdim=True) + 1e-10))
+        return out
+
+    def feature_distance(self, images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+        """LPIPS-style distance [B]: squared difference of `stage_features`, mean over positions, summed
+        over stages (unit weights). Differentiable in `images`."""
+        return sum(((a - b) ** 2).sum(1).mean((1, 2))
+                   for a, b in zip(self.stage_features(images), self.stage_features(references)))
+
     def present(self, images: torch.Tensor) -> torch.Tensor:
         """[B, 23] bool: which values each image shows (decoded as in the module docstring)."""
         return decode(self.probabilities(images))

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_STEPS = {"judge": 1500, "generator": 5000, "clip": 1500, "identity": 1500, "e4e": 3000}
+DEFAULT_STEPS = {"judge": 600, "generator": 8000, "clip": 3000, "identity": 600, "e4e": 5000}
 
 
 def train_network(network: str, run_dir: Path, steps: int | None = None, runs_root: Path = Path("runs/demo_world"),
-                  show_progress: bool = True, with_generator: bool = False) -> dict:
+                  show_progress: bool = True) -> dict:
     """Train `network` in `run_dir` (resuming), then report held-out figures. Networks that build on
-    others (e4e on the generator) read those from `runs_root`."""
+    others read those from `runs_root`: the generator needs the judge; e4e and CLIP need the generator
+    (they may start while it trains: they follow its newest weights)."""
     steps = steps or DEFAULT_STEPS[network]
     if network == "judge":
         from editing.demo_world.judge import judge_accuracy, save_judge, train_judge
@@ -23,15 +24,12 @@ def train_network(network: str, run_dir: Path, steps: int | None = None, runs_ro
     if network == "generator":
         from editing.demo_world.generator_train import train_generator
 
-        train_generator(run_dir, steps=steps, show_progress=show_progress)
+        train_generator(run_dir, runs_root / "judge" / "judge.safetensors", steps=steps, show_progress=show_progress)
         return {"run": run_dir, "log": run_dir / "train.log"}
     if network == "clip":
         from editing.demo_world.clip_train import train_clip
 
-        generator_run = runs_root / "generator"
-        use_generator = (generator_run / "state.pt").is_file() and with_generator
-        train_clip(run_dir, steps=steps, generator_run=generator_run if use_generator else None,
-                   show_progress=show_progress)
+        train_clip(run_dir, runs_root / "generator", steps=steps, show_progress=show_progress)
         return {"run": run_dir, "log": run_dir / "train.log"}
     if network == "identity":
         from editing.demo_world.identity_train import heldout_separation, train_identity
@@ -39,8 +37,10 @@ def train_network(network: str, run_dir: Path, steps: int | None = None, runs_ro
         net = train_identity(run_dir, steps=steps, show_progress=show_progress)
         return {**heldout_separation(net), "run": run_dir}
     if network == "e4e":
-        from editing.demo_world.encoder_train import train_encoder
+        from editing.demo_world.encoder_train import reconstruction_agreement, train_encoder
+        from editing.demo_world.judge import load_judge
 
-        train_encoder(run_dir, runs_root / "generator", steps=steps, show_progress=show_progress)
-        return {"run": run_dir, "log": run_dir / "train.log"}
+        e4e = train_encoder(run_dir, runs_root / "generator", steps=steps, show_progress=show_progress)
+        judge = load_judge(runs_root / "judge" / "judge.safetensors")
+        return {**reconstruction_agreement(e4e, judge), "run": run_dir}
     raise ValueError(f"unknown network {network!r}")

@@ -1,0 +1,37 @@
+"""`i2edit demo-world eval` on a handful of dialogues: the JSON has Table 4 and the judge's per-turn success."""
+from __future__ import annotations
+
+import json
+
+from data_tools.schema import Dialogue, Turn, write_dialogues
+from dialogue.ontology import BeliefState
+from server.cli import main
+
+
+def _dialogue(number: int, profile: tuple[str, ...], states: list[tuple[str, ...]]) -> Dialogue:
+    turns = [Turn(user=f"please {' and '.join(s) or 'nothing'}", belief_state=BeliefState.of(*s), system="Done.")
+             for s in states]
+    return Dialogue(f"test-{number:06d}", f"sim/{number:06d}.png", turns, {"profile": list(profile)})
+
+
+def test_eval_command_runs_on_a_few_dialogues(tmp_path, capsys):
+    path = tmp_path / "test.jsonl"
+    write_dialogues(path, [
+        _dialogue(1, ("no smiling", "brown hair", "straight hair", "no makeup"),
+                  [("smiling",), ("smiling", "black hair")]),
+        _dialogue(2, ("smiling", "blond hair", "wavy hair", "lipstick"),
+                  [("mustache",), ("mustache", "pale skin"), ("pale skin",)]),
+    ])
+    out = tmp_path / "eval"
+    code = main(["demo-world", "eval", "--dialogues", str(path), "--steps", "2", "--out", str(out), "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["dialogues"] == 2
+    for mode in ("multi", "single"):
+        figures = result["modes"][mode]
+        for key in ("avg_rel", "min_rel", "lpips", "identity"):
+            assert isinstance(figures[key], float)
+        assert len(figures["success_by_turn"]) == 3
+        assert all(0 <= s <= 1 for s in figures["success_by_turn"])
+        assert figures["marginal_success_by_turn"][2] is None  # turn 3 only removes a value
+    assert (out / "demo_world.md").is_file() and (out / "table4.json").is_file()
