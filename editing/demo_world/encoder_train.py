@@ -90,22 +90,8 @@ def load_trained_encoder(run_dir: Path, generator_run: Path) -> E4E:
     return assemble(encoder, generator)
 
 
-@torch.no_grad()
-def reconstruction_agreement(e4e: E4E, judge, n: int = 500, batch: int = 100) -> dict[str, float]:
-    """How well inversions keep the ontology values, as the judge sees them, on `n` held-out renders:
-    `same_values` = share of reconstructions in which the judge finds exactly the render's values (all 23
-    agree), `value_agreement` = share of (face, value) pairs that agree, `judge_on_renders` = the same
-    exact-match share for the renders themselves (the judge's own ceiling)."""
-    from editing.demo_world.judge import decode
-    from editing.demo_world.world import heldout_batch
+def reconstruction_agreement(e4e: E4E, judge, n: int = 500) -> dict[str, float]:
+    """`judge.value_agreement` of the e4e inversions (encode, then synthesise) of `n` held-out renders."""
+    from editing.demo_world.judge import value_agreement
 
-    same = agree = ceiling = 0.0
-    for start in range(0, n, batch):
-        data = heldout_batch(min(batch, n - start), offset=20_000 + start)
-        truth = data.looks > 0.5
-        recon, _ = e4e(data.images)
-        seen = decode(judge.probabilities(recon))
-        same += float((seen == truth).all(1).sum())
-        agree += float((seen == truth).float().mean(1).sum())
-        ceiling += float((decode(judge.probabilities(data.images)) == truth).all(1).sum())
-    return {"same_values": same / n, "value_agreement": agree / n, "judge_on_renders": ceiling / n}
+    return value_agreement(lambda data: e4e(data.images)[0], judge, n)

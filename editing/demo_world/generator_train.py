@@ -162,6 +162,16 @@ def mean_w(generator: Generator, conditioner: Conditioner, n: int = 4096) -> tor
     return latent_of(generator, conditioner, identities, looks).mean(0)
 
 
+def generator_agreement(generator: Generator, conditioner: Conditioner, judge, n: int = 500) -> dict[str, float]:
+    """`judge.value_agreement` of the generator's pictures of `n` held-out faces from their known parameters:
+    the ceiling for what an inversion can keep."""
+    from editing.demo_world.judge import value_agreement
+
+    return value_agreement(
+        lambda data: generator.synthesis(w_plus(generator, latent_of(generator, conditioner, data.identities,
+                                                                     data.looks))), judge, n)
+
+
 class GeneratorFollower:
     """The EMA generator and conditioner of a generator run, reloaded by `refresh()` whenever the run has
     saved newer weights, so that networks trained on the generator (e4e, CLIP) can start before it ends."""

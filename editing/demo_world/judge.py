@@ -143,6 +143,24 @@ def judge_accuracy(judge: AttributeJudge, n: int = 2000, offset: int = 1, batch:
     return {v: float(h) / n for v, h in zip(VALUES, hits)}
 
 
+@torch.no_grad()
+def value_agreement(images_of, judge: AttributeJudge, n: int = 500, batch: int = 100) -> dict[str, float]:
+    """How well images made from `n` held-out renders keep the renders' ontology values, as the judge sees
+    them. `images_of(RenderBatch) -> [B, 3, 64, 64]` makes the images (an inversion, the generator's picture
+    of the known parameters). `same_values`: share of images in which the judge finds exactly the render's
+    values (all 23 agree); `value_agreement`: share of (image, value) pairs that agree; `judge_on_renders`:
+    `same_values` for the renders themselves (the judge's own ceiling)."""
+    same = agree = ceiling = 0.0
+    for start in range(0, n, batch):
+        data = heldout_batch(min(batch, n - start), offset=20_000 + start)
+        truth = data.looks > 0.5
+        seen = judge.present(images_of(data))
+        same += float((seen == truth).all(1).sum())
+        agree += float((seen == truth).float().mean(1).sum())
+        ceiling += float((judge.present(data.images) == truth).all(1).sum())
+    return {"same_values": same / n, "value_agreement": agree / n, "judge_on_renders": ceiling / n}
+
+
 def save_judge(judge: AttributeJudge, path: Path) -> None:
     """Write `path` (.safetensors) and its architecture `path.with_suffix('.json')`."""
     from safetensors.torch import save_file

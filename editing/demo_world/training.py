@@ -24,8 +24,12 @@ def train_network(network: str, run_dir: Path, steps: int | None = None, runs_ro
     if network == "generator":
         from editing.demo_world.generator_train import train_generator
 
-        train_generator(run_dir, runs_root / "judge" / "judge.safetensors", steps=steps, show_progress=show_progress)
-        return {"run": run_dir, "log": run_dir / "train.log"}
+        from editing.demo_world.generator_train import generator_agreement
+        from editing.demo_world.judge import load_judge
+
+        judge_path = runs_root / "judge" / "judge.safetensors"
+        generator, conditioner = train_generator(run_dir, judge_path, steps=steps, show_progress=show_progress)
+        return {**generator_agreement(generator, conditioner, load_judge(judge_path)), "run": run_dir}
     if network == "clip":
         from editing.demo_world.clip_train import train_clip
 
