@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 
 from dialogue.formats import (
-    PROMPTS, RESPOND, SPAN_TOKENS, TASKS, TRACK, build_context, clean_utterance, parse_belief, parse_response,
+    PROMPTS, SPAN_TOKENS, TASKS, TRACK, build_context, clean_utterance, parse_belief, parse_response,
 )
 from dialogue.ontology import BeliefState, Dropped
 from dialogue.tokenizer import add_pptod_tokens

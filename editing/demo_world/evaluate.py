@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from dialogue.ontology import VALUE_INDEX, BeliefState
 from editing.demo_world.judge import AttributeJudge, decode, present_values
