@@ -64,6 +64,12 @@ def w_plus(generator: Generator, w: torch.Tensor) -> torch.Tensor:
     return w.unsqueeze(1).repeat(1, generator.n_latent, 1)
 
 
+def render_known(generator: Generator, conditioner: "Conditioner", identities: torch.Tensor,
+                 looks: torch.Tensor) -> torch.Tensor:
+    """The generator's images [B, 3, size, size] of faces with known parameters."""
+    return generator.synthesis(w_plus(generator, latent_of(generator, conditioner, identities, looks)))
+
+
 def laplacian_l1(x: torch.Tensor, y: torch.Tensor, levels: int = 4) -> torch.Tensor:
     """Mean L1 distance between the Laplacian pyramids of x and y [B, 3, H, W] (each level weighted equally)."""
     loss = x.new_zeros(())
@@ -130,7 +136,7 @@ def train_generator(run_dir: Path, judge_path: Path, steps: int = 8000, batch: i
 
     @torch.no_grad()
     def on_log(step: int) -> dict[str, float]:
-        images = g_ema.synthesis(w_plus(g_ema, latent_of(g_ema, c_ema, heldout.identities, heldout.looks)))
+        images = render_known(g_ema, c_ema, heldout.identities, heldout.looks)
         return {"heldout_l1": float((images - heldout.images).abs().mean())}
 
     modules = {"generator": generator, "conditioner": conditioner, "g_ema": g_ema, "c_ema": c_ema}
@@ -167,9 +173,7 @@ def generator_agreement(generator: Generator, conditioner: Conditioner, judge, n
     the ceiling for what an inversion can keep."""
     from editing.demo_world.judge import value_agreement
 
-    return value_agreement(
-        lambda data: generator.synthesis(w_plus(generator, latent_of(generator, conditioner, data.identities,
-                                                                     data.looks))), judge, n)
+    return value_agreement(lambda data: render_known(generator, conditioner, data.identities, data.looks), judge, n)
 
 
 class GeneratorFollower:
@@ -197,5 +201,4 @@ class GeneratorFollower:
     @torch.no_grad()
     def render(self, identities: torch.Tensor, looks: torch.Tensor) -> torch.Tensor:
         """The generator's images [B, 3, size, size] of faces with known parameters."""
-        return self.generator.synthesis(w_plus(self.generator, latent_of(self.generator, self.conditioner,
-                                                                          identities, looks)))
+        return render_known(self.generator, self.conditioner, identities, looks)
