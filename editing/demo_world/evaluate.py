@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from dialogue.ontology import VALUE_INDEX, BeliefState
-from editing.demo_world.judge import AttributeJudge, decode, present_values
+from editing.demo_world.judge import AttributeJudge, present_values
 from editing.weights import DEMO_SET_DIR
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class JudgeHook:
     @torch.no_grad()
     def __call__(self, dialogue, index: int, mode: str, result) -> dict[str, Any]:
         image = result.tensor.float()
-        present = decode(self.judge.probabilities(image))[0]
+        present = self.judge.present(image)[0]
         state: BeliefState = dialogue.turns[index].belief_state
         previous = dialogue.turns[index - 1].belief_state if index else BeliefState()
         added, _ = state.diff(previous)
