@@ -113,20 +113,23 @@ def train_clip(run_dir: Path, generator_run: Path, steps: int = 3000, batch: int
 
 
 @torch.no_grad()
-def value_auc(scorer, images: torch.Tensor, looks: torch.Tensor) -> float:
-    """How well the single-value texts detect their values: the mean over the 23 values of the ROC AUC of
-    cos(image, attribute text) between faces that show the value and faces that do not."""
-    from dialogue.ontology import VALUES
-    from editing.prompts import attribute_text
-
+def value_aucs(scorer, images: torch.Tensor, looks: torch.Tensor) -> dict[str, float]:
+    """How well each single-value text detects its value: {value: ROC AUC of cos(image, attribute text)
+    between faces that show the value and faces that do not} (values shown by all or none are left out)."""
     sims = scorer.similarity(images, [attribute_text(v) for v in VALUES])  # [B, 23]
     present = looks > 0.5
-    aucs = []
-    for k in range(len(VALUES)):
+    aucs = {}
+    for k, value in enumerate(VALUES):
         pos, neg = sims[present[:, k], k], sims[~present[:, k], k]
         if len(pos) and len(neg):
-            aucs.append(float((pos.view(-1, 1) > neg.view(1, -1)).float().mean()))
-    return sum(aucs) / len(aucs)
+            aucs[value] = float((pos.view(-1, 1) > neg.view(1, -1)).float().mean())
+    return aucs
+
+
+def value_auc(scorer, images: torch.Tensor, looks: torch.Tensor) -> float:
+    """The mean of `value_aucs` over the values."""
+    aucs = value_aucs(scorer, images, looks)
+    return sum(aucs.values()) / len(aucs)
 
 
 def load_trained_clip(run_dir: Path):

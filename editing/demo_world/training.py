@@ -33,8 +33,14 @@ def train_network(network: str, run_dir: Path, steps: int | None = None, runs_ro
     if network == "clip":
         from editing.demo_world.clip_train import train_clip
 
-        train_clip(run_dir, runs_root / "generator", steps=steps, show_progress=show_progress)
-        return {"run": run_dir, "log": run_dir / "train.log"}
+        from editing.demo_world.clip_train import value_aucs
+        from editing.demo_world.world import heldout_batch
+
+        scorer = train_clip(run_dir, runs_root / "generator", steps=steps, show_progress=show_progress)
+        heldout = heldout_batch(256, offset=3)
+        aucs = value_aucs(scorer, heldout.images, heldout.looks)
+        return {"mean_value_auc_renders": sum(aucs.values()) / len(aucs),
+                **{f"auc {value}": auc for value, auc in aucs.items()}, "run": run_dir}
     if network == "identity":
         from editing.demo_world.identity_train import heldout_separation, train_identity
 
