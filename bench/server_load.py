@@ -123,23 +123,32 @@ def start_server(args: argparse.Namespace, data_dir: Path) -> tuple[subprocess.P
     raise SystemExit("the server did not start:\n" + "".join(lines))
 
 
-def model_floor(args: argparse.Namespace) -> float:
-    """Seconds the dialogue model alone needs for one batched call on `args.users` first turns (median of 3),
-    on one torch thread like the server: no burst of that many users can be answered faster."""
+def model_floor(args: argparse.Namespace) -> dict[int, float]:
+    """Seconds the dialogue model alone needs for one batched call on `args.users` turns (median of 3), on one
+    torch thread like the server, for first turns and for fourth turns (three earlier exchanges): no burst of
+    that many users can be answered faster."""
     import torch
 
     from dialogue.model import DialogueModel
 
     torch.set_num_threads(1)
     model = DialogueModel.from_pretrained(args.dialogue_model, device="cpu")
-    turns = [([], text) for text in (REQUESTS * (args.users // len(REQUESTS) + 1))[: args.users]]
-    model.predict(turns[:1])  # warm-up
-    times = []
-    for _ in range(3):
-        started = time.perf_counter()
-        model.predict(turns)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    texts = (REQUESTS * (args.users // len(REQUESTS) + 1))[: args.users]
+    model.predict([([], texts[0])])  # warm-up
+    replies = {text: p.response for text, p in zip(REQUESTS, model.predict([([], text) for text in REQUESTS]))}
+    floors = {}
+    for turn in (1, args.turns):
+        turns = []
+        for i, text in enumerate(texts):
+            earlier = [REQUESTS[(i + k + 1) % len(REQUESTS)] for k in range(turn - 1)]
+            turns.append(([(u, replies[u]) for u in earlier], text))
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            model.predict(turns)
+            times.append(time.perf_counter() - started)
+        floors[turn] = statistics.median(times)
+    return floors
 
 
 def main() -> int:
@@ -154,7 +163,9 @@ def main() -> int:
                         help="only time the dialogue model's batched call for --users first turns (no server)")
     args = parser.parse_args()
     if args.model_floor:
-        print(f"dialogue model alone, one batched call for {args.users} turns: {model_floor(args) * 1000:.0f} ms")
+        for turn, seconds in model_floor(args).items():
+            print(f"dialogue model alone, one batched call for {args.users} turns at turn {turn}: "
+                  f"{seconds * 1000:.0f} ms")
         return 0
 
     data_dir = Path(tempfile.mkdtemp(prefix="i2edit-load-"))

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from dialogue.formats import Prediction
 from dialogue.metrics import BLEU_SCORER, corpus_bleu_4, distinct_n, joint_accuracy, slot_accuracy
-from dialogue.model import DialogueModel, Prediction
+from dialogue.model import DialogueModel
 from dialogue.ontology import BeliefState
 
 

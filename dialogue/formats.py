@@ -40,6 +40,18 @@ class TurnLike(Protocol):
     belief_state: BeliefState
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """One turn's outputs: the tracked state, the raw belief span, what parsing dropped, the response.
+
+    (Here, not in `dialogue.model`, so that a process that only receives predictions needs no torch.)"""
+
+    state: BeliefState
+    belief_span: str
+    dropped: list[Dropped]
+    response: str
+
+
 def clean_utterance(text: str) -> str:
     """One line of text with single spaces and no PPTOD marker tokens (a user cannot inject `<sos_b>`)."""
     return _SPACE_RE.sub(" ", _SPECIAL_RE.sub(" ", text)).strip()

@@ -16,9 +16,9 @@ from typing import Sequence
 import torch
 
 from dialogue.formats import (
-    PROMPTS, SPAN_TOKENS, TASKS, TRACK, build_context, clean_utterance, parse_belief, parse_response,
+    PROMPTS, SPAN_TOKENS, TASKS, TRACK, Prediction, build_context, clean_utterance, parse_belief, parse_response,
 )
-from dialogue.ontology import BeliefState, Dropped
+from dialogue.ontology import BeliefState
 from dialogue.tokenizer import add_pptod_tokens
 
 log = logging.getLogger(__name__)
@@ -48,16 +48,6 @@ class DialogueSettings:
             return cls()
         data = json.loads(path.read_text())
         return cls(**{k: int(data[k]) for k in asdict(cls()) if k in data})
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One turn's outputs: the tracked state, the raw belief span, what parsing dropped, the response."""
-
-    state: BeliefState
-    belief_span: str
-    dropped: list[Dropped]
-    response: str
 
 
 def check_model_dir(directory: Path) -> None:

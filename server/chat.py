@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from PIL import Image
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -86,26 +86,23 @@ def post_turn(rt: Runtime, conversation_id: str, owner_hash: str | None, text: o
     Returns the new turn, its parent's index (None for a first turn) and the edit job it waits for (or None).
     """
     with rt.turn_locks.hold(conversation_id):
-        with rt.db.read() as session:
-            conversation = _owned(session, conversation_id, owner_hash, load_turns=True)
+        with rt.db.connect() as conn:
+            head_turn_id, photo_source, pending, turns = _turn_context(conn, conversation_id, owner_hash)
             text = validate_text(text)
             if parent_index is not None and (isinstance(parent_index, bool) or not isinstance(parent_index, int)):
                 raise ApiError(400, "bad_request", "parent_turn must be the index (an integer) of an earlier turn")
             if rt.dialogue is None:
                 raise ApiError(503, "dialogue_unavailable", rt.dialogue_status.detail)
-            by_index = {t.index: t for t in conversation.turns}
-            by_id = {t.id: t for t in conversation.turns}
+            by_index = {t.index: t for t in turns}
+            by_id = {t.id: t for t in turns}
             if parent_index is None:
-                parent = by_id.get(conversation.head_turn_id) if conversation.head_turn_id else None
+                parent = by_id.get(head_turn_id) if head_turn_id else None
             elif parent_index in by_index:
                 parent = by_index[parent_index]
             else:
                 raise ApiError(400, "unknown_parent_turn", f"this conversation has no turn {parent_index}")
             history = [(t.user_text, t.response) for t in _lineage(parent, by_id)]
-            photo_source = conversation.photo.source if conversation.photo else None
             index = max(by_index, default=-1) + 1
-            pending = session.scalar(select(exists().where(EditJob.conversation_id == conversation_id,
-                                                           EditJob.status.in_(("queued", "running")))))
         try:
             state, response = rt.dialogue.step(history, text)
         except ValueError as exc:
@@ -144,9 +141,13 @@ def undo(rt: Runtime, conversation_id: str, owner_hash: str | None) -> EditJob |
     return job
 
 
+_MOVE_HEAD = (update(Conversation).where(Conversation.id == bindparam("conversation_id"))
+              .values(head_turn_id=bindparam("turn_id"), updated_at=bindparam("now")))
+
+
 def _move_head(session: Session, conversation_id: str, turn_id: int | None) -> None:
-    session.execute(update(Conversation).where(Conversation.id == conversation_id)
-                    .values(head_turn_id=turn_id, updated_at=utcnow()).execution_options(synchronize_session=False))
+    session.connection().execute(_MOVE_HEAD, {"conversation_id": conversation_id, "turn_id": turn_id,
+                                              "now": utcnow()})
 
 
 def _settle_image(rt: Runtime, session: Session, turn: Turn, photo_source: str | None,
@@ -252,6 +253,28 @@ def _owned(session: Session, conversation_id: str, owner_hash: str | None,
     if conversation is None:
         raise not_found()
     return conversation
+
+
+# What a new turn needs to know, built once (statement construction costs more than SQLite's lookup).
+_TURN_CONTEXT = (
+    select(Conversation.head_turn_id, Photo.source,
+           exists().where(EditJob.conversation_id == Conversation.id, EditJob.status.in_(("queued", "running"))))
+    .outerjoin(Photo, Photo.id == Conversation.photo_id)
+    .where(Conversation.id == bindparam("conversation_id"), Conversation.owner_hash == bindparam("owner_hash"))
+)
+_TURN_ROWS = (select(Turn.id, Turn.index, Turn.parent_id, Turn.user_text, Turn.response)
+              .where(Turn.conversation_id == bindparam("conversation_id")))
+
+
+def _turn_context(conn: Connection, conversation_id: str, owner_hash: str | None
+                  ) -> tuple[int | None, str | None, bool, list[Row]]:
+    """(head turn id, photo source, whether an edit is queued or running, the turns as rows with `id`, `index`,
+    `parent_id`, `user_text`, `response`); 404 unless the conversation belongs to `owner_hash`."""
+    row = conn.execute(_TURN_CONTEXT, {"conversation_id": conversation_id, "owner_hash": owner_hash or "-"}).first()
+    if row is None:
+        raise not_found()
+    turns = conn.execute(_TURN_ROWS, {"conversation_id": conversation_id}).all()
+    return row[0], row[1], bool(row[2]), list(turns)
 
 
 def _lineage(turn: Turn | None, by_id: dict[int, Turn]) -> list[Turn]:

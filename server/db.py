@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -66,6 +66,10 @@ class Database:
 
     def read(self) -> Session:
         return self._read()
+
+    def connect(self) -> Connection:
+        """A plain connection for Core lookups (no ORM session: cheaper on the hot path of a turn)."""
+        return self.engine.connect()
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:

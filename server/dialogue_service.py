@@ -1,20 +1,18 @@
 """The dialogue model behind the chat: loaded once per server, shared by all request threads.
 
-Request threads hand their turn to one runner thread and wait. The runner takes every turn waiting at that
-moment, plus those that keep arriving less than `gather_gap_s` apart; after a batch of N turns it waits for
-up to N again, for at most that batch's duration (and `gather_max_s`), because a burst of users answered
-together comes back together, spread out by the time each needs to store its turn: a small batch started on
-the first few would make all the others wait a whole batch longer. It serves each batch with one
-model call (`model.predict`, which runs many turns through one batched `generate`, when the model has it;
-else `model.step` one after another). So the model is never used by two threads at once, and under load
-turns are batched instead of queueing one by one behind a lock. A lone user's turn waits `gather_gap_s` (5 ms).
+Request threads hand their turn to one runner thread and wait. The runner serves every turn waiting at that
+moment as one batch (and, with `gather_gap_s` > 0, those arriving less than that apart), in one model call
+(`model.predict`, which runs many turns through one batched `generate`, when the model has it; else
+`model.step` one after another). So the model is never used by two threads at once; under load, turns that
+arrive while a batch runs form the next batch, and the server's request work (HTTP, SQL) overlaps the model's.
+Greedy batching measured best in `bench/server_load.py` (50 users: p95 0.51-0.59 s; waiting after a batch
+for as many turns as it held, up to 0.5 s: 0.90-1.36 s).
 """
 from __future__ import annotations
 
 import logging
 import queue
 import threading
-import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +45,12 @@ class DialogueStatus:
 class DialogueService:
     """Thread-safe, batching front of one dialogue model (see the module docstring)."""
 
-    def __init__(self, model: DialogueModelLike, max_batch: int = 64, gather_gap_s: float = 0.005,
-                 gather_max_s: float = 0.5):
+    def __init__(self, model: DialogueModelLike, max_batch: int = 64, gather_gap_s: float = 0.0,
+                 owns_model: bool = False):
         self.model = model
+        self.owns_model = owns_model
         self.max_batch = max_batch
         self.gather_gap_s = gather_gap_s
-        self.gather_max_s = gather_max_s
-        self._last_size, self._last_seconds = 1, 0.0
         self._queue: queue.Queue[tuple[History, str, Future] | None] = queue.Queue()
         self._runner = threading.Thread(target=self._run, name="dialogue-runner", daemon=True)
         self._runner.start()
@@ -70,39 +67,28 @@ class DialogueService:
         return future.result()
 
     def close(self) -> None:
+        """Stop the runner thread, and the model too when this service owns it (`owns_model`)."""
         self._queue.put(None)
         self._runner.join(timeout=10)
+        if self.owns_model:
+            self.model.close()
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            # After a burst, expect another of the same size: wait for it up to one batch's duration (a small
-            # batch now would make the rest wait that long anyway); else only while turns keep coming.
-            target = self._last_size
-            window = min(self.gather_max_s, self._last_seconds) if target > 1 else self.gather_gap_s
-            deadline = time.monotonic() + window
-            while len(batch) < self.max_batch:
-                remaining = deadline - time.monotonic()
-                wait = remaining if len(batch) < target else min(self.gather_gap_s, remaining)
+            batch = [self._queue.get()]
+            # every turn already waiting, and those arriving less than gather_gap_s after the previous one
+            while batch[-1] is not None and len(batch) < self.max_batch:
                 try:
-                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                    batch.append(self._queue.get(timeout=self.gather_gap_s) if self.gather_gap_s > 0
+                                 else self._queue.get_nowait())
                 except queue.Empty:
                     break
-                if item is None:
-                    self._serve(batch)
-                    return
-                batch.append(item)
-            self._serve(batch)
-
-    def _serve(self, batch: list[tuple[History, str, Future]]) -> None:
-        started = time.monotonic()
-        try:
-            self._answer(batch)
-        finally:
-            self._last_size, self._last_seconds = len(batch), time.monotonic() - started
+            stop = batch[-1] is None
+            turns = [item for item in batch if item is not None]
+            if turns:
+                self._answer(turns)
+            if stop:
+                return
 
     def _answer(self, batch: list[tuple[History, str, Future]]) -> None:
         predict = getattr(self.model, "predict", None)
@@ -122,20 +108,18 @@ class DialogueService:
                 future.set_exception(exc)
 
 
-def load_dialogue(model_path: str | None) -> tuple[DialogueService | None, DialogueStatus]:
-    """Load the dialogue model at `model_path` (None: the shipped one); on failure say what is missing."""
-    if model_path is not None and not Path(model_path).is_dir():  # say so before importing torch
+def load_dialogue(model_path: str | None, torch_threads: int = 1) -> tuple[DialogueService | None, DialogueStatus]:
+    """Load the dialogue model at `model_path` (None: the shipped one) in a child process (see
+    `server.dialogue_process`) behind a batching front; on failure say what is missing."""
+    if model_path is not None and not Path(model_path).is_dir():  # say so before starting a process
         return None, DialogueStatus(False, f"the dialogue model could not be loaded from {model_path}: "
                                            "no such directory")
+    from server.dialogue_process import DialogueProcess, DialogueProcessError
+
     try:
-        from dialogue import DialogueModel
-    except (ImportError, AttributeError) as exc:
-        return None, DialogueStatus(False, f"the dialogue model code is not available ({exc})")
-    try:
-        model = DialogueModel.from_pretrained(model_path)
-    except Exception as exc:  # any load failure leaves the server up, saying why
+        model = DialogueProcess(model_path, torch_threads)
+    except DialogueProcessError as exc:  # any load failure leaves the server up, saying why
         where = model_path or "the shipped model (dialogue/shipped/)"
         log.warning("dialogue model %s could not be loaded: %s", where, exc)
         return None, DialogueStatus(False, f"the dialogue model could not be loaded from {where}: {exc}")
-    where = model_path or "the shipped model"
-    return DialogueService(model), DialogueStatus(True, f"dialogue model: {where}")
+    return DialogueService(model, owns_model=True), DialogueStatus(True, f"dialogue model: {model.description}")

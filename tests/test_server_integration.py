@@ -180,7 +180,7 @@ def test_batched_turns_answer_like_single_turns(dialogue):
     results: dict[int, tuple] = {}
     start = threading.Barrier(len(turns))
 
-    service = DialogueService(dialogue.model, gather_gap_s=0.25, gather_max_s=2.0)  # wide window: never split
+    service = DialogueService(dialogue.model, gather_gap_s=0.25)  # wide window: never split
 
     def ask(i: int) -> None:
         start.wait()
