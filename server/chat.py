@@ -277,8 +277,8 @@ def _turn_context(conn: Connection, conversation_id: str, owner_hash: str | None
     return row[0], row[1], bool(row[2]), list(turns)
 
 
-def _lineage(turn: Turn | None, by_id: dict[int, Turn]) -> list[Turn]:
-    """`turn` and its ancestors, oldest first."""
+def _lineage(turn: Turn | Row | None, by_id: dict[int, Turn | Row]) -> list[Turn | Row]:
+    """`turn` and its ancestors, oldest first (turns or rows: anything with `id` and `parent_id`)."""
     out = []
     while turn is not None:
         out.append(turn)
