@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from dialogue.ontology import BeliefState
+from server.dialogue_process import DialogueProcessError
 from server.errors import ApiError
 from server.models import Conversation, EditJob, Photo, Turn, new_id, utcnow
 from server.runtime import Runtime, busy_error
@@ -107,6 +108,8 @@ def post_turn(rt: Runtime, conversation_id: str, owner_hash: str | None, text: o
             state, response = rt.dialogue.step(history, text)
         except ValueError as exc:
             raise ApiError(400, "bad_text", str(exc)) from None
+        except DialogueProcessError as exc:
+            raise ApiError(503, "dialogue_unavailable", f"{exc}. Send the turn again.") from None
         try:
             with rt.db.write() as session:
                 turn = Turn(conversation_id=conversation_id, index=index, parent_id=parent.id if parent else None,

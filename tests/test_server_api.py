@@ -419,6 +419,26 @@ def test_a_turn_added_by_another_server_process_meanwhile_gives_409(make_app):
     assert [t["user"] for t in view["turns"]] == ["smile", "other"] and view["head"] == 0
 
 
+def test_a_dialogue_process_that_stopped_is_a_503_that_stores_nothing(make_app):
+    from server.dialogue_process import DialogueProcessError
+
+    class StoppedDialogue(FakeDialogue):
+        def step(self, history, user_text):
+            if user_text == "crash":
+                raise DialogueProcessError("the dialogue process stopped (exit code -9); the next turn starts a new one")
+            return super().step(history, user_text)
+
+    client = make_app(dialogue=StoppedDialogue()).test_client()
+    cid = start(client)["id"]
+    turn(client, cid, "smile")
+    response = turn(client, cid, "crash")
+    assert_error(response, 503, "dialogue_unavailable")
+    assert "exit code -9" in response.get_json()["detail"] and "again" in response.get_json()["detail"]
+    view = client.get(f"/api/conversations/{cid}").get_json()
+    assert [t["user"] for t in view["turns"]] == ["smile"] and view["head"] == 0
+    assert turn(client, cid, "black hair").status_code == 201
+
+
 def test_undo_to_a_turn_whose_edit_was_skipped_renders_it_again(make_app, samples):
     gate = threading.Event()
     client = make_app(editing=fake_editing(samples=samples, gate=gate), stale_after_s=1.2).test_client()
