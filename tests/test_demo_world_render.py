@@ -1,7 +1,6 @@
 """Demo-world renderer: determinism, every ontology value visibly drawn, profile and belief-state looks."""
 from __future__ import annotations
 
-import pytest
 import torch
 
 from data_tools.faces import (
