@@ -57,6 +57,12 @@ def clean_utterance(text: str) -> str:
     return _SPACE_RE.sub(" ", _SPECIAL_RE.sub(" ", text)).strip()
 
 
+def check_user_text(user_text: object) -> None:
+    """Raise `ValueError` when `user_text` is not a string or has nothing left once cleaned (see below)."""
+    if not isinstance(user_text, str) or not clean_utterance(user_text):
+        raise ValueError("user text is empty: write what to change in the photo")
+
+
 def build_context(history: Sequence[tuple[str, str]], user_text: str) -> str:
     """The context string for the current turn: earlier (user, system) pairs, then `user_text`."""
     parts = [f"<sos_u> {clean_utterance(u)} <eos_u> <sos_r> {clean_utterance(s)} <eos_r>" for u, s in history]

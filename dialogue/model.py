@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 
 from dialogue.formats import (
-    PROMPTS, SPAN_TOKENS, TASKS, TRACK, Prediction, build_context, clean_utterance, parse_belief, parse_response,
+    PROMPTS, SPAN_TOKENS, TASKS, TRACK, Prediction, build_context, check_user_text, parse_belief, parse_response,
 )
 from dialogue.ontology import BeliefState
 from dialogue.tokenizer import add_pptod_tokens
@@ -197,8 +197,7 @@ class DialogueModel:
         `ValueError`. Any length is accepted (the oldest context is cut to fit). Unknown slots or values in
         the generated span are dropped and logged, never raised.
         """
-        if not isinstance(user_text, str) or not clean_utterance(user_text):
-            raise ValueError("user text is empty: write what to change in the photo")
+        check_user_text(user_text)
         with self._lock:
             prediction = self.predict([(list(history), user_text)])[0]
         if prediction.dropped:

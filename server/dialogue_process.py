@@ -19,7 +19,7 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Sequence
 
-from dialogue.formats import clean_utterance
+from dialogue.formats import Prediction, check_user_text
 from dialogue.ontology import BeliefState
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class DialogueProcess:
         self.description = payload
         self._process, self._conn = process, parent
 
-    def predict(self, turns: Sequence[tuple[History, str]]) -> list:
+    def predict(self, turns: Sequence[tuple[History, str]]) -> list[Prediction]:
         """`DialogueModel.predict` for many (history, user_text) turns: one `Prediction` per turn."""
         request = [(list(history), text) for history, text in turns]
         with self._lock:
@@ -93,8 +93,7 @@ class DialogueProcess:
 
     def step(self, history: History, user_text: str) -> tuple[BeliefState, str]:
         """Track and answer one turn (`ValueError` for empty text, like `DialogueModel.step`)."""
-        if not isinstance(user_text, str) or not clean_utterance(user_text):
-            raise ValueError("user text is empty: write what to change in the photo")
+        check_user_text(user_text)
         prediction = self.predict([(history, user_text)])[0]
         return prediction.state, prediction.response
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
+from dialogue.formats import check_user_text
 from dialogue.ontology import BeliefState
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,7 @@ class DialogueService:
 
         Raises `ValueError` for empty text, and whatever the model raises for this turn.
         """
-        if not isinstance(user_text, str) or not user_text.strip():
-            raise ValueError("user text is empty: write what to change in the photo")
+        check_user_text(user_text)
         future: Future = Future()
         self._queue.put((list(history), user_text, future))
         return future.result()
