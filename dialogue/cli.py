@@ -30,6 +30,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--response-ratio", type=float, default=1.0,
                         help="share of the response examples trained on each epoch, drawn afresh per epoch "
                              "(every tracking example is always used; default 1: all)")
+    parser.add_argument("--dropout", type=float, default=None,
+                        help="dropout rate while training (default: the model's own; the scratch preset has 0)")
+    parser.add_argument("--token-noise", type=float, default=0.0,
+                        help="share of context word pieces replaced by random ones in each batch (default 0)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -40,6 +44,7 @@ def config_from_args(args: argparse.Namespace):
         batch_size=args.batch_size, lr=args.lr, resume=args.resume, seed=args.seed,
         train_dialogues=args.train_dialogues, val_dialogues=args.val_dialogues, save_every=args.save_every,
         max_steps=args.max_steps, threads=args.threads, response_ratio=args.response_ratio,
+        dropout=args.dropout, token_noise=args.token_noise,
     )
 
 

@@ -60,6 +60,8 @@ class TrainConfig:
     warmup_ratio: float = 0.02
     response_ratio: float = 1.0       # share of the response examples trained on per epoch (all tracking ones)
     threads: int | None = None        # torch CPU threads per process
+    dropout: float | None = None      # set the model's dropout rate for this training (None: keep the model's)
+    token_noise: float = 0.0          # share of context word pieces replaced by random ones in each batch
 
 
 @dataclass
@@ -152,6 +154,43 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
         batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(batches)
     return batches
+
+
+class TokenNoise:
+    """Replaces each ordinary word piece of an encoder row's context (after `<sos_context>`; prompts and PPTOD
+    markers are kept) with a uniformly drawn ordinary piece, with probability `share`: the tracker then cannot
+    lean on one cue word of a phrasing, and generalises better to phrasings it never saw (the held-out ones)."""
+
+    def __init__(self, model: DialogueModel, share: float) -> None:
+        if not 0.0 <= share < 1.0:
+            raise ValueError(f"--token-noise must be in [0, 1), got {share}")
+        tokenizer = model.tokenizer
+        special = set(tokenizer.all_special_ids) | set(tokenizer.get_added_vocab().values())
+        self.share = share
+        self.ordinary = [i for i in range(len(tokenizer)) if i not in special]
+        self._is_ordinary = set(self.ordinary)
+        self._context_start = tokenizer.convert_tokens_to_ids("<sos_context>")
+
+    def __call__(self, source: list[int], rng) -> list[int]:
+        """`source` with noise drawn from `rng` (a `random.Random` or the `random` module)."""
+        if not self.share:
+            return source
+        start = source.index(self._context_start) + 1 if self._context_start in source else len(source)
+        return source[:start] + [rng.choice(self.ordinary) if i in self._is_ordinary and rng.random() < self.share
+                                 else i for i in source[start:]]
+
+
+def set_dropout(net: torch.nn.Module, rate: float) -> None:
+    """Set every dropout of `net` to `rate`: the `nn.Dropout` layers, the attention weights' dropout (a float
+    attribute of each T5 attention block) and the config, so that the saved model is built the same way."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"--dropout must be in [0, 1), got {rate}")
+    net.config.dropout_rate = rate
+    for module in net.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = rate
+        elif isinstance(getattr(module, "dropout", None), float):
+            module.dropout = rate
 
 
 def collate(model: DialogueModel, pairs: Sequence[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
@@ -265,8 +304,12 @@ def train(config: TrainConfig) -> TrainSummary:
     model = DialogueModel.from_pretrained(ckpt, device=device)
     state = torch.load(ckpt / STATE_FILE, weights_only=False) if config.resume else None
 
-    if state is not None:  # the schedule was fixed by the first run's settings
+    if state is not None:  # the schedule and regularisation were fixed by the first run's settings
         config.lr, config.response_ratio = state["lr"], state.get("response_ratio", 1.0)
+        config.dropout, config.token_noise = state.get("dropout"), state.get("token_noise", 0.0)
+    if config.dropout is not None:
+        set_dropout(model.model, config.dropout)
+    noise = TokenNoise(model, config.token_noise)
     if config.lr is None:
         config.lr = get_preset(config.preset).lr if config.preset else 5e-5
 
@@ -309,11 +352,13 @@ def train(config: TrainConfig) -> TrainSummary:
     def snapshot() -> dict:
         return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
                 "position": position, "step": step, "best": best, "lr": config.lr,
-                "response_ratio": config.response_ratio}
+                "response_ratio": config.response_ratio, "dropout": config.dropout,
+                "token_noise": config.token_noise}
 
     log.info("%d training examples (%d dialogues, response ratio %g), %d steps per epoch, %d epochs, lr %g, "
-             "%d process(es)", len(examples), len(train_dialogues), config.response_ratio, steps_per_epoch,
-             config.epochs, config.lr, dist.world)
+             "dropout %s, token noise %g, %d process(es)", len(examples), len(train_dialogues),
+             config.response_ratio, steps_per_epoch, config.epochs, config.lr, model.model.config.dropout_rate,
+             config.token_noise, dist.world)
     try:
         while epoch < config.epochs and (config.max_steps is None or step < config.max_steps):
             batches = batches_of(epoch)[: steps_per_epoch * dist.world][dist.rank::dist.world]
@@ -322,7 +367,7 @@ def train(config: TrainConfig) -> TrainSummary:
                        disable=not dist.main, dynamic_ncols=True)
             net.train()
             while position < steps_per_epoch and (config.max_steps is None or step < config.max_steps):
-                batch = collate(model, [examples[i] for i in batches[position]])
+                batch = collate(model, [(noise(examples[i][0], random), examples[i][1]) for i in batches[position]])
                 loss = ddp(**batch).loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

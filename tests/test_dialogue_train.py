@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 from dialogue.model import DialogueModel  # noqa: E402
 from dialogue.formats import RESPOND, TRACK  # noqa: E402
 from dialogue.train import (  # noqa: E402
-    CHECKPOINT, LOG_FILE, STATE_FILE, TrainConfig, collate, corpus_examples, corpus_texts, epoch_batches,
-    epoch_examples, read_split, tokenize_examples, train,
+    CHECKPOINT, LOG_FILE, STATE_FILE, TokenNoise, TrainConfig, collate, corpus_examples, corpus_texts,
+    epoch_batches, epoch_examples, read_split, set_dropout, tokenize_examples, train,
 )
 from tests.dialogue_fixtures import write_corpus  # noqa: E402
 
@@ -82,17 +82,60 @@ def test_response_ratio_keeps_all_tracking_and_redraws_responses_each_epoch():
     assert epoch_examples(tasks, 0.0, seed=0, epoch=0) == list(range(0, 80, 2))
 
 
+def test_token_noise_replaces_only_context_word_pieces(corpus):
+    import random
+
+    dialogues = read_split(corpus, "train")
+    model = DialogueModel.from_preset("tiny", corpus_texts(dialogues))
+    sources = [src for src, _ in tokenize_examples(model, corpus_examples(dialogues))]
+    noise = TokenNoise(model, 0.3)
+    noisy = [noise(src, random.Random(i)) for i, src in enumerate(sources)]
+    assert noisy == [noise(src, random.Random(i)) for i, src in enumerate(sources)]  # fixed by the rng
+    assert TokenNoise(model, 0.0)(sources[0], random.Random(0)) == sources[0]
+    context_start = model.tokenizer.convert_tokens_to_ids("<sos_context>")
+    ordinary = set(noise.ordinary)
+    changed = candidates = 0
+    for src, out in zip(sources, noisy):
+        assert len(out) == len(src)
+        start = src.index(context_start) + 1
+        assert out[:start] == src[:start]  # the task prompt is never touched
+        for a, b in zip(src[start:], out[start:]):
+            if a in ordinary:
+                candidates += 1
+                changed += a != b
+                assert b in ordinary
+            else:
+                assert a == b  # <sos_u>, <eos_r>, ... markers are kept
+    assert 0.2 < changed / candidates < 0.35  # about the share (a draw may hit the same piece)
+    with pytest.raises(ValueError, match="--token-noise"):
+        TokenNoise(model, 1.0)
+
+
+def test_set_dropout_sets_every_layer_and_the_saved_config(corpus, tmp_path):
+    model = DialogueModel.from_preset("tiny", corpus_texts(read_split(corpus, "train")))
+    set_dropout(model.model, 0.15)
+    rates = {m.p for m in model.model.modules() if isinstance(m, torch.nn.Dropout)}
+    attention = {m.dropout for m in model.model.modules() if isinstance(getattr(m, "dropout", None), float)}
+    assert rates == {0.15} and attention == {0.15}
+    model.save_pretrained(tmp_path / "m")
+    assert DialogueModel.from_pretrained(tmp_path / "m", device="cpu").model.config.dropout_rate == 0.15
+    with pytest.raises(ValueError, match="--dropout"):
+        set_dropout(model.model, -0.1)
+
+
 def test_interrupted_run_resumes_to_the_same_weights(corpus, tmp_path):
-    straight = train(_config(corpus, tmp_path / "straight"))
+    # dropout and token noise draw random numbers every step: resuming must restore both generators
+    regularised = dict(dropout=0.1, token_noise=0.2)
+    straight = train(_config(corpus, tmp_path / "straight", **regularised))
     assert straight.epochs_done == 1
     assert (tmp_path / "straight" / LOG_FILE).is_file()
     best = DialogueModel.from_pretrained(tmp_path / "straight", device="cpu")  # the kept best model loads
 
-    first = train(_config(corpus, tmp_path / "split", max_steps=3))
+    first = train(_config(corpus, tmp_path / "split", max_steps=3, **regularised))
     assert first.steps == 3 and first.epochs_done == 0
     with pytest.raises(FileExistsError, match="--resume"):
         train(_config(corpus, tmp_path / "split"))
-    resumed = train(_config(corpus, tmp_path / "split", resume=True))
+    resumed = train(_config(corpus, tmp_path / "split", resume=True))  # settings come from the checkpoint
     assert resumed.steps == straight.steps
 
     a = torch.load(tmp_path / "straight" / CHECKPOINT / STATE_FILE, weights_only=False)
