@@ -65,12 +65,20 @@ def check_model_dir(directory: Path) -> None:
 
 
 class DialogueModel:
-    """T5 + tokenizer for the two PPTOD tasks. `step` is thread-safe (one generate at a time, under a lock)."""
+    """T5 + tokenizer for the two PPTOD tasks. `step` is thread-safe (one generate at a time, under a lock).
+
+    `encoder_threads` (None: leave torch's setting alone) runs the encoder pass of every `generate` on that many
+    torch threads and decoding on the process's own setting: the encoder's large matrix products gain from a
+    second core, the decoder's many small steps do not (and a busy second core slows them down). It sets
+    torch's process-wide thread count while it runs, so use it only where this model is the process's one
+    torch user (the server's dialogue process does).
+    """
 
     def __init__(self, model, tokenizer, settings: DialogueSettings | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.settings = settings or DialogueSettings()
+        self.encoder_threads: int | None = None
         if add_pptod_tokens(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
         self._lock = threading.Lock()
@@ -157,12 +165,25 @@ class DialogueModel:
         input_ids, mask = self.pad(sources)
         starts = torch.tensor([[self._start_id[t]] for t in tasks], dtype=torch.long, device=self.device)
         out = self.model.generate(
-            input_ids=input_ids, attention_mask=mask,
+            encoder_outputs=self._encode(input_ids, mask), attention_mask=mask,
             decoder_input_ids=starts, decoder_start_token_id=starts[:, 0],
             eos_token_id=sorted(set(self._stop_id.values())), pad_token_id=self.tokenizer.pad_token_id,
             max_new_tokens=self.settings.max_target_length, do_sample=False, num_beams=1,
         )
         return self.tokenizer.batch_decode(out, skip_special_tokens=False)
+
+    def _encode(self, input_ids: torch.Tensor, mask: torch.Tensor):
+        """The encoder's output for padded rows [B, T] (`last_hidden_state` [B, T, d_model]), computed on
+        `encoder_threads` torch threads when set."""
+        encoder = self.model.get_encoder()
+        if not self.encoder_threads:
+            return encoder(input_ids=input_ids, attention_mask=mask)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.encoder_threads)
+        try:
+            return encoder(input_ids=input_ids, attention_mask=mask)
+        finally:
+            torch.set_num_threads(threads)
 
     def predict(self, turns: Sequence[tuple[Sequence[tuple[str, str]], str]],
                 tasks: Sequence[str] = TASKS) -> list[Prediction]:

@@ -53,6 +53,18 @@ def test_step_runs_both_prompts_in_one_batched_generate(tiny, monkeypatch):
     assert calls[0]["do_sample"] is False and calls[0]["num_beams"] == 1
 
 
+def test_encoder_threads_change_only_the_encoder_pass(tiny, monkeypatch):
+    turns = [([("make her smile", "Done.")], "now black hair"), ([], "take the mustache off")]
+    plain = tiny.predict(turns)
+    seen = []
+    real_encoder = tiny.model.get_encoder()
+    monkeypatch.setattr(tiny.model, "get_encoder",
+                        lambda: (lambda **kw: (seen.append(torch.get_num_threads()), real_encoder(**kw))[1]))
+    tiny.encoder_threads = 2
+    assert tiny.predict(turns) == plain  # the same outputs, only the encoder's thread count differs
+    assert seen == [2] and torch.get_num_threads() == 1  # set for the encoder, the process's own restored
+
+
 @pytest.mark.parametrize("text", ["", "   \n\t "])
 def test_empty_user_text_is_a_value_error(tiny, text):
     with pytest.raises(ValueError, match="empty"):
