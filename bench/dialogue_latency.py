@@ -3,6 +3,7 @@
 Replays dialogues turn by turn (history grows as in a chat) and times each `step` call.
 
     .venv/bin/python bench/dialogue_latency.py [--model DIR] [--data FILE] [--turns 60] [--threads 1]
+                                          [--impl fast|reference]
 
 Default model: the shipped one; default dialogues: tests/data/dialogue/handwritten.jsonl.
 """
@@ -22,6 +23,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "tests" / "data" / "dialogue" / "handwritten.jsonl")
     parser.add_argument("--turns", type=int, default=60, help="turns to time (at least 50)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--impl", choices=("fast", "reference"), default="fast",
+                        help="greedy decoder: dialogue.greedy (default) or Hugging Face generate")
     parser.add_argument("--warmup", type=int, default=3, help="untimed turns first")
     args = parser.parse_args()
     if args.turns < 50:
@@ -34,6 +37,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     model = DialogueModel.from_pretrained(args.model, device="cpu")
+    model.impl = args.impl
     dialogues = read_dialogues(args.data)
     turns = [(d.turns[:i], d.turns[i].user) for d in dialogues for i in range(len(d.turns))]
     times = []
@@ -48,7 +52,8 @@ def main() -> None:
     times = sorted(times[args.warmup:])
     p50 = statistics.median(times) * 1000
     p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))] * 1000
-    print(f"model: {args.model or 'shipped'}  turns: {len(times)}  threads: {args.threads}  device: cpu")
+    print(f"model: {args.model or 'shipped'}  impl: {args.impl}  turns: {len(times)}  threads: {args.threads}  "
+          "device: cpu")
     print(f"step() latency  p50 {p50:.1f} ms   p95 {p95:.1f} ms   mean {statistics.mean(times) * 1000:.1f} ms")
 
 

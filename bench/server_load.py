@@ -125,17 +125,16 @@ def start_server(args: argparse.Namespace, data_dir: Path) -> tuple[subprocess.P
 
 def model_floor(args: argparse.Namespace) -> dict[int, float]:
     """Seconds the dialogue model alone needs for one batched call on `args.users` turns (median of 3), with the
-    server's threads (one, the encoder on two where there are two cores), for first turns and for fourth turns
-    (three earlier exchanges): no burst of that many users can be answered faster."""
+    server's dialogue threads, for first turns and for fourth turns (three earlier exchanges): no burst of that
+    many users can be answered faster."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in the server's dialogue process
     import torch
 
     from dialogue.model import DialogueModel
-    from server.dialogue_process import default_encoder_threads
+    from server.dialogue_process import default_dialogue_threads
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(default_dialogue_threads())
     model = DialogueModel.from_pretrained(args.dialogue_model, device="cpu")
-    model.encoder_threads = default_encoder_threads(1)
     texts = (REQUESTS * (args.users // len(REQUESTS) + 1))[: args.users]
     model.predict([([], texts[0])])  # warm-up
     replies = {text: p.response for text, p in zip(REQUESTS, model.predict([([], text) for text in REQUESTS]))}

@@ -2,7 +2,7 @@
 
 Loads any Hugging Face T5 directory (t5-small/base/large, a PPTOD checkpoint: the PPTOD marker tokens are
 added when absent and the embeddings resized) or a directory this project trained; `save_pretrained` writes
-one that loads back identically. `step()` runs both task prompts through one batched greedy `generate`.
+one that loads back identically. `step()` runs both task prompts through one batched greedy decode.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Sequence
 
 import torch
 
+from dialogue import greedy
 from dialogue.formats import (
     PROMPTS, SPAN_TOKENS, TASKS, TRACK, Prediction, build_context, check_user_text, parse_belief, parse_response,
 )
@@ -27,6 +28,7 @@ SETTINGS_FILE = "i2edit_dialogue.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
+IMPLS = ("fast", "reference")
 
 
 def default_model_dir() -> Path:
@@ -67,18 +69,18 @@ def check_model_dir(directory: Path) -> None:
 class DialogueModel:
     """T5 + tokenizer for the two PPTOD tasks. `step` is thread-safe (one generate at a time, under a lock).
 
-    `encoder_threads` (None: leave torch's setting alone) runs the encoder pass of every `generate` on that many
-    torch threads and decoding on the process's own setting: the encoder's large matrix products gain from a
-    second core, the decoder's many small steps do not (and a busy second core slows them down). It sets
-    torch's process-wide thread count while it runs, so use it only where this model is the process's one
-    torch user (the server's dialogue process does).
+    `impl` picks the greedy decoder: "fast" (`dialogue.greedy`: no padding in the encoder, preallocated caches,
+    finished rows leave the batch; the default) or "reference" (Hugging Face's `generate`, the truth the fast one
+    is tested against: identical tokens).
     """
 
-    def __init__(self, model, tokenizer, settings: DialogueSettings | None = None) -> None:
+    def __init__(self, model, tokenizer, settings: DialogueSettings | None = None, impl: str = "fast") -> None:
+        if impl not in IMPLS:
+            raise ValueError(f"unknown decoder impl {impl!r}; use one of {', '.join(IMPLS)}")
+        self.impl = impl
         self.model = model
         self.tokenizer = tokenizer
         self.settings = settings or DialogueSettings()
-        self.encoder_threads: int | None = None
         if add_pptod_tokens(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
         self._lock = threading.Lock()
@@ -136,10 +138,13 @@ class DialogueModel:
 
     def encode(self, task: str, context: str) -> list[int]:
         """Encoder ids of `task` for `context`, keeping the newest context tokens that fit the source limit."""
+        return self._source(task, self._ids(context))
+
+    def _source(self, task: str, body: Sequence[int]) -> list[int]:
+        """Task prompt + the newest ids of the tokenised context `body` that fit + `<eos_context>`."""
         prefix, suffix = self._prefix_ids[task], self._suffix_ids
         room = max(self.settings.max_source_length - len(prefix) - len(suffix), 1)
-        body = self._ids(context)
-        return prefix + body[-room:] + suffix
+        return prefix + list(body[-room:]) + suffix
 
     def encode_target(self, target: str) -> list[int]:
         """Decoder ids of a target span (start token first), cut to the target limit keeping its stop token."""
@@ -163,40 +168,33 @@ class DialogueModel:
     def generate(self, tasks: Sequence[str], sources: Sequence[Sequence[int]]) -> list[str]:
         """Greedy-decode one span per row (row i starts at its task's `<sos_x>`); returns decoded texts."""
         input_ids, mask = self.pad(sources)
-        starts = torch.tensor([[self._start_id[t]] for t in tasks], dtype=torch.long, device=self.device)
-        out = self.model.generate(
-            encoder_outputs=self._encode(input_ids, mask), attention_mask=mask,
-            decoder_input_ids=starts, decoder_start_token_id=starts[:, 0],
-            eos_token_id=sorted(set(self._stop_id.values())), pad_token_id=self.tokenizer.pad_token_id,
-            max_new_tokens=self.settings.max_target_length, do_sample=False, num_beams=1,
-        )
+        starts = torch.tensor([self._start_id[t] for t in tasks], dtype=torch.long, device=self.device)
+        stops = sorted(set(self._stop_id.values()))
+        pad_id = self.tokenizer.pad_token_id
+        if self.impl == "fast":
+            out = greedy.greedy_generate(self.model, input_ids, mask, starts, stops, pad_id,
+                                         self.settings.max_target_length)
+        else:
+            out = self.model.generate(
+                input_ids=input_ids, attention_mask=mask, decoder_input_ids=starts[:, None],
+                decoder_start_token_id=starts, eos_token_id=stops, pad_token_id=pad_id,
+                max_new_tokens=self.settings.max_target_length, do_sample=False, num_beams=1,
+            )
         return self.tokenizer.batch_decode(out, skip_special_tokens=False)
-
-    def _encode(self, input_ids: torch.Tensor, mask: torch.Tensor):
-        """The encoder's output for padded rows [B, T] (`last_hidden_state` [B, T, d_model]), computed on
-        `encoder_threads` torch threads when set."""
-        encoder = self.model.get_encoder()
-        if not self.encoder_threads:
-            return encoder(input_ids=input_ids, attention_mask=mask)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self.encoder_threads)
-        try:
-            return encoder(input_ids=input_ids, attention_mask=mask)
-        finally:
-            torch.set_num_threads(threads)
 
     def predict(self, turns: Sequence[tuple[Sequence[tuple[str, str]], str]],
                 tasks: Sequence[str] = TASKS) -> list[Prediction]:
-        """Outputs for many (history, user_text) turns, all rows in one `generate`.
+        """Outputs for many (history, user_text) turns, all rows in one batched greedy decode.
 
         `tasks` picks what to run; a task left out gives an empty state or response.
         """
+        contexts = [build_context(history, user_text) for history, user_text in turns]
+        bodies = self.tokenizer(contexts, add_special_tokens=False)["input_ids"]  # each context once, one call
         rows_task, rows_src = [], []
-        for history, user_text in turns:
-            context = build_context(history, user_text)
+        for body in bodies:
             for task in tasks:
                 rows_task.append(task)
-                rows_src.append(self.encode(task, context))
+                rows_src.append(self._source(task, body))
         texts = iter(self.generate(rows_task, rows_src))
         out = []
         for _ in turns:

@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, *, dialogue: DialogueModelLike 
     db.upgrade()
     recover_stale_jobs(db, settings.stale_after_s)
     if dialogue is None:
-        dialogue_service, dialogue_status = load_dialogue(settings.dialogue_model, settings.torch_threads or 1)
+        dialogue_service, dialogue_status = load_dialogue(settings.dialogue_model, settings.torch_threads)
     else:
         dialogue_service = DialogueService(dialogue)
         dialogue_status = DialogueStatus(True, f"dialogue model: {type(dialogue).__name__}")

@@ -10,11 +10,10 @@ The child is started with `spawn` (no fork of a process that has threads), loads
 turn, and then serves `predict` calls one at a time. If it dies, the call that was waiting fails with a clear
 error and the next call starts a new child.
 
-Threads: decoding runs on `torch_threads` (1 by default), the encoder pass on `encoder_threads` (default: 2
-where the machine has them; see `DialogueModel.encoder_threads`). The child sets `OMP_WAIT_POLICY=PASSIVE`
-(unless the environment sets it) so that the idle second OpenMP thread sleeps instead of spinning on a core the
-server's request threads need. (`bench/server_load.py --users 50`: p95 about 10 % lower than with one
-thread throughout, and lower than with two threads throughout; README, *Load*.)
+Threads: the model runs on `torch_threads` (default: two where the machine has them). The child sets
+`OMP_WAIT_POLICY=PASSIVE` (unless the environment sets it) so that an idle OpenMP thread sleeps instead of
+spinning on a core the server's request threads need. (`bench/server_load.py --users 50`, with the fast greedy
+decoder of `dialogue.greedy`: p95 419-447 ms with two threads, 445-463 ms with one; README, *Load*.)
 """
 from __future__ import annotations
 
@@ -45,11 +44,9 @@ class DialogueProcess:
     reason otherwise). One call at a time; `close()` stops the child.
     """
 
-    def __init__(self, model_path: str | None, torch_threads: int = 1, encoder_threads: int | None = None,
-                 start_timeout_s: float = 300.0):
+    def __init__(self, model_path: str | None, torch_threads: int | None = None, start_timeout_s: float = 300.0):
         self.model_path = model_path
-        self.torch_threads = torch_threads
-        self.encoder_threads = encoder_threads or default_encoder_threads(torch_threads)
+        self.torch_threads = torch_threads or default_dialogue_threads()
         self.start_timeout_s = start_timeout_s
         self.description = ""
         self._lock = threading.Lock()
@@ -61,7 +58,7 @@ class DialogueProcess:
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
         process = context.Process(target=_child_main,
-                                  args=(child, self.model_path, self.torch_threads, self.encoder_threads),
+                                  args=(child, self.model_path, self.torch_threads),
                                   name="i2edit-dialogue", daemon=True)
         process.start()
         child.close()
@@ -123,12 +120,13 @@ class DialogueProcess:
             self._process = None
 
 
-def default_encoder_threads(torch_threads: int) -> int:
-    """Threads for the dialogue encoder: two where the machine has them, never fewer than `torch_threads`."""
-    return max(torch_threads, min(2, os.cpu_count() or 1))
+def default_dialogue_threads() -> int:
+    """Torch threads of the dialogue process: two where the machine has them (more do not pay for 2-layer
+    models, and the server's request threads need a core too)."""
+    return min(2, os.cpu_count() or 1)
 
 
-def _child_main(conn: Connection, model_path: str | None, torch_threads: int, encoder_threads: int) -> None:
+def _child_main(conn: Connection, model_path: str | None, torch_threads: int) -> None:
     """Child: load the model, say ("ready", what) or ("error", why), then answer requests until None or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes us
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loads OpenMP: before the import
@@ -139,13 +137,12 @@ def _child_main(conn: Connection, model_path: str | None, torch_threads: int, en
 
         torch.set_num_threads(torch_threads)
         model = DialogueModel.from_pretrained(model_path, device="cpu")
-        model.encoder_threads = encoder_threads
         model.predict([([], "hello")])  # warm-up: the first call pays torch's lazy set-up (~0.3 s), not a user
     except Exception as exc:  # the parent reports it; the server stays up without a dialogue model
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", f"{model_path or 'the shipped model'} (in a child process, {torch_threads} torch "
-                        f"thread(s), {encoder_threads} for the encoder)"))
+                        f"thread(s))"))
     while True:
         try:
             request = conn.recv()

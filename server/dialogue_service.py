@@ -2,11 +2,11 @@
 
 Request threads hand their turn to one runner thread and wait. The runner serves every turn waiting at that
 moment as one batch (and, with `gather_gap_s` > 0, those arriving less than that apart), in one model call
-(`model.predict`, which runs many turns through one batched `generate`, when the model has it; else
+(`model.predict`, which runs many turns through one batched greedy decode, when the model has it; else
 `model.step` one after another). So the model is never used by two threads at once; under load, turns that
 arrive while a batch runs form the next batch, and the server's request work (HTTP, SQL) overlaps the model's.
-Greedy batching measured best in `bench/server_load.py` (50 users: p95 0.51-0.59 s; waiting after a batch
-for as many turns as it held, up to 0.5 s: 0.90-1.36 s).
+Greedy batching measured best in `bench/server_load.py` (50 users, with `generate`: p95 0.51-0.59 s; waiting
+after a batch for as many turns as it held, up to 0.5 s: 0.90-1.36 s).
 """
 from __future__ import annotations
 
@@ -108,7 +108,8 @@ class DialogueService:
                 future.set_exception(exc)
 
 
-def load_dialogue(model_path: str | None, torch_threads: int = 1) -> tuple[DialogueService | None, DialogueStatus]:
+def load_dialogue(model_path: str | None, torch_threads: int | None = None
+                  ) -> tuple[DialogueService | None, DialogueStatus]:
     """Load the dialogue model at `model_path` (None: the shipped one) in a child process (see
     `server.dialogue_process`) behind a batching front; on failure say what is missing."""
     if model_path is not None and not Path(model_path).is_dir():  # say so before starting a process

@@ -13,7 +13,7 @@
 | `I2EDIT_WORKERS` | `1` | edit workers inside `i2edit serve` (0: rely on `i2edit worker`) |
 | `I2EDIT_THREADS` | `64` | waitress request threads |
 | `I2EDIT_TRUST_PROXY` | `0` | take the client address from `X-Forwarded-For` (behind a proxy) |
-| `I2EDIT_TORCH_THREADS` | `1` for `serve`, torch's default for `worker` | CPU threads per torch op (see the README) |
+| `I2EDIT_TORCH_THREADS` | `1` for `serve` (its dialogue process: 2 where there are 2 cores), torch's default for `worker` | CPU threads per torch op (see the README) |
 | `I2EDIT_STALE_AFTER` | `60` | seconds without a heartbeat before a running job counts as abandoned |
 """
 from __future__ import annotations

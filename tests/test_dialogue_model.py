@@ -35,7 +35,24 @@ def tiny(tiny_dir) -> DialogueModel:
     return DialogueModel.from_pretrained(tiny_dir, device="cpu")
 
 
-def test_step_runs_both_prompts_in_one_batched_generate(tiny, monkeypatch):
+def test_step_runs_both_prompts_in_one_batched_decode(tiny, monkeypatch):
+    from dialogue import greedy
+
+    calls = []
+    real = greedy.decode
+
+    def spy(model, hidden, mask, starts, *args):
+        calls.append(starts.tolist())
+        return real(model, hidden, mask, starts, *args)
+
+    monkeypatch.setattr(greedy, "decode", spy)
+    state, response = tiny.step([("make her smile", "Done.")], "now black hair")
+    assert isinstance(state, BeliefState) and isinstance(response, str)
+    vocab = tiny.tokenizer.get_vocab()
+    assert calls == [[vocab["<sos_b>"], vocab["<sos_r>"]]]
+
+
+def test_reference_impl_is_one_greedy_generate(tiny, monkeypatch):
     calls = []
     real = tiny.model.generate
 
@@ -44,8 +61,10 @@ def test_step_runs_both_prompts_in_one_batched_generate(tiny, monkeypatch):
         return real(**kwargs)
 
     monkeypatch.setattr(tiny.model, "generate", spy)
-    state, response = tiny.step([("make her smile", "Done.")], "now black hair")
-    assert isinstance(state, BeliefState) and isinstance(response, str)
+    fast = tiny.step([("make her smile", "Done.")], "now black hair")
+    assert calls == []
+    tiny.impl = "reference"
+    assert tiny.step([("make her smile", "Done.")], "now black hair") == fast
     assert len(calls) == 1
     starts = calls[0]["decoder_input_ids"][:, 0].tolist()
     vocab = tiny.tokenizer.get_vocab()
@@ -53,16 +72,28 @@ def test_step_runs_both_prompts_in_one_batched_generate(tiny, monkeypatch):
     assert calls[0]["do_sample"] is False and calls[0]["num_beams"] == 1
 
 
-def test_encoder_threads_change_only_the_encoder_pass(tiny, monkeypatch):
-    turns = [([("make her smile", "Done.")], "now black hair"), ([], "take the mustache off")]
-    plain = tiny.predict(turns)
+def test_unknown_impl_is_named(tiny_dir):
+    model = DialogueModel.from_pretrained(tiny_dir, device="cpu")
+    with pytest.raises(ValueError, match="unknown decoder impl 'onnx'.*fast, reference"):
+        DialogueModel(model.model, model.tokenizer, impl="onnx")
+
+
+def test_predict_rows_match_encode(tiny, monkeypatch):
+    """predict tokenises each context once for both tasks; its rows are what `encode` gives per task."""
+    turns = [([("make her smile", "Done.")], "now black hair"), ([], "take the mustache off " * 80)]
+    from dialogue.formats import build_context
+
     seen = []
-    real_encoder = tiny.model.get_encoder()
-    monkeypatch.setattr(tiny.model, "get_encoder",
-                        lambda: (lambda **kw: (seen.append(torch.get_num_threads()), real_encoder(**kw))[1]))
-    tiny.encoder_threads = 2
-    assert tiny.predict(turns) == plain  # the same outputs, only the encoder's thread count differs
-    assert seen == [2] and torch.get_num_threads() == 1  # set for the encoder, the process's own restored
+    real = tiny.generate
+
+    def spy(tasks, sources):
+        seen.append((tasks, sources))
+        return real(tasks, sources)
+
+    monkeypatch.setattr(tiny, "generate", spy)
+    tiny.predict(turns)
+    expected = [tiny.encode(task, build_context(h, u)) for h, u in turns for task in ("track", "respond")]
+    assert seen[0][0] == ["track", "respond"] * 2 and seen[0][1] == expected
 
 
 @pytest.mark.parametrize("text", ["", "   \n\t "])

@@ -38,7 +38,7 @@ def test_the_child_answers_like_the_model_in_this_process(process, tiny_dir, one
     assert process.predict(TURNS) == local.predict(TURNS)
     assert process.step(*TURNS[1]) == local.step(*TURNS[1])
     assert "child process" in process.description
-    assert f"{process.encoder_threads} for the encoder" in process.description
+    assert f"{process.torch_threads} torch thread(s)" in process.description
 
 
 def test_empty_text_is_a_value_error_like_the_model(process):

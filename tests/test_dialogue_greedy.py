@@ -1,0 +1,121 @@
+"""dialogue.greedy against Hugging Face's `generate` (the reference): the same tokens for the same rows."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from dialogue import greedy  # noqa: E402
+from dialogue.model import DialogueModel  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+VOCAB = 97
+
+
+def _t5(seed: int, **config) -> "transformers.T5ForConditionalGeneration":
+    """A random tiny T5; `config` overrides (gated GELU as in T5 v1.1, untied head, more layers, ...)."""
+    base = dict(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4,
+                relative_attention_num_buckets=8, relative_attention_max_distance=20, dropout_rate=0.0,
+                decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+                initializer_factor=10.0)  # large weights: varied greedy outputs, not one token repeated
+    base.update(config)
+    torch.manual_seed(seed)
+    model = transformers.T5ForConditionalGeneration(transformers.T5Config(**base)).eval()
+    return model
+
+
+def _rows(seed: int, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded random ids [B, T], mask [B, T] (lengths 1..T) and start tokens [B]."""
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 30, (count,), generator=generator)
+    ids = torch.randint(6, VOCAB, (count, int(lengths.max())), generator=generator)
+    mask = (torch.arange(ids.shape[1])[None] < lengths[:, None]).long()
+    starts = torch.randint(6, VOCAB, (count,), generator=generator)
+    return ids * mask, mask, starts
+
+
+def _reference(model, ids, mask, starts, stops, max_new_tokens):
+    with torch.no_grad():
+        return model.generate(input_ids=ids, attention_mask=mask, decoder_input_ids=starts[:, None],
+                              decoder_start_token_id=starts, eos_token_id=stops, pad_token_id=0,
+                              max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+
+
+def _stops(model, ids, mask, starts) -> list[int]:
+    """Stop tokens under which every row stops, at many different steps: chosen from a stop-free greedy run,
+    each time the token that ends most of the rows still running (a random model never picks its eos)."""
+    free = greedy.greedy_generate(model, ids, mask, starts, [], 0, 30)[:, 1:].tolist()
+    running, stops = list(range(len(free))), []
+    while running:
+        counts: dict[int, int] = {}
+        for row in running:
+            for token in set(free[row][1:]):  # not the first new token, so no row stops at once
+                counts[token] = counts.get(token, 0) + 1
+        best = max(counts, key=counts.get)
+        stops.append(best)
+        running = [row for row in running if best not in free[row][1:]]
+    return stops
+
+
+@pytest.mark.parametrize("config", [
+    {},
+    {"feed_forward_proj": "gated-gelu"},
+    {"tie_word_embeddings": False},
+    {"num_layers": 1, "num_decoder_layers": 1, "num_heads": 2},
+    {"num_layers": 3, "num_decoder_layers": 3, "d_kv": 16},
+], ids=["relu-tied", "gated-gelu", "untied-head", "one-layer", "three-layers"])
+def test_same_tokens_as_generate(config):
+    for seed in range(3):
+        model = _t5(seed, **config)
+        ids, mask, starts = _rows(seed, 24)
+        stops = _stops(model, ids, mask, starts)
+        for max_new_tokens in (1, 7, 25):
+            expected = _reference(model, ids, mask, starts, stops, max_new_tokens)
+            got = greedy.greedy_generate(model, ids, mask, starts, stops, 0, max_new_tokens)
+            assert torch.equal(got, expected), (config, seed, max_new_tokens)
+
+
+def test_rows_stop_at_different_steps_and_all_stopped_ends_early():
+    model = _t5(7)
+    ids, mask, starts = _rows(7, 40)
+    stops = _stops(model, ids, mask, starts)
+    got = greedy.greedy_generate(model, ids, mask, starts, stops, 0, 30)
+    stopped = [next((i for i, t in enumerate(row[1:].tolist()) if t in stops), None) for row in got]
+    finished = [s for s in stopped if s is not None]
+    assert len(set(finished)) > 3, "the fixture should have rows stopping at several different steps"
+    for row, stop in zip(got.tolist(), stopped):
+        if stop is not None:
+            assert all(t == 0 for t in row[stop + 2:])  # padding after the stop token, as generate writes it
+    assert got.shape[1] < 31 and torch.equal(got, _reference(model, ids, mask, starts, stops, 30))
+
+
+def test_encoder_output_matches_on_real_tokens():
+    model = _t5(3)
+    ids, mask, _ = _rows(3, 16)
+    with torch.no_grad():
+        expected = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+    got = greedy.encode(model, ids, mask)
+    real = mask.bool()
+    torch.testing.assert_close(got[real], expected[real], rtol=1e-4, atol=1e-5)  # float32 summation order
+    assert torch.count_nonzero(got[~real]) == 0
+
+
+def test_shipped_model_predicts_the_same_with_both_impls():
+    """The trained model on hand-written dialogues (gold history as context): identical spans and responses."""
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "dialogue" / "handwritten.jsonl"
+    turns = []
+    for line in path.read_text(encoding="utf-8").splitlines()[:12]:
+        history = []
+        for turn in json.loads(line)["turns"]:
+            turns.append((list(history), turn["user"]))
+            history.append((turn["user"], turn["system"]))
+    fast = DialogueModel.from_pretrained(device="cpu")
+    reference = DialogueModel(fast.model, fast.tokenizer, fast.settings, impl="reference")
+    assert len(turns) > 30
+    assert fast.predict(turns) == reference.predict(turns)
