@@ -15,6 +15,14 @@ From step `VALUE_TEXT_FROM` on, each face is also paired with the 23 single-valu
 captions alone, 1,800 steps taught colours and large shapes but left the small parts at chance (held-out
 ROC AUC about 0.5 for the expressions, straight/wavy, mustache); this dense pairing gives every value a
 signal in every batch.
+
+It was not enough for those values: at step 3000 the text tower wrote one and the same embedding for the four
+expression texts (pairwise cosine 1.00), and one for straight and wavy hair, so the value-text loss had no
+gradient that could tell them apart, on either tower (a symmetric saddle: a linear probe on the image tower's
+embedding found no expression either, while the same tower trained on the labels directly learnt them).
+From step `SEPARATION_FROM` on, a text-side term pushes the 23 value texts apart (the mean squared positive
+cosine between two different ones), and the value-text loss weighs `LATE_VALUE_TEXT_WEIGHT`: once the texts
+differ, the image tower is pulled towards the text of the value a face shows.
 """
 from __future__ import annotations
 
@@ -44,6 +52,9 @@ CLIP_CONFIG = {
 RELOAD_EVERY = 100
 VALUE_TEXT_FROM = 1800
 VALUE_TEXT_WEIGHT = 1.0
+SEPARATION_FROM = 3000
+SEPARATION_WEIGHT = 1.0
+LATE_VALUE_TEXT_WEIGHT = 2.0
 
 
 def build_clip():
@@ -58,7 +69,7 @@ def build_clip():
     return model, ClipScorer(model, tokenizer, CLIP_CONFIG["vision_cfg"]["image_size"], CLIP_CONFIG["embed_dim"])
 
 
-def train_clip(run_dir: Path, generator_run: Path, steps: int = 3000, batch: int = 48, lr: float = 1e-3,
+def train_clip(run_dir: Path, generator_run: Path, steps: int = 5000, batch: int = 48, lr: float = 1e-3,
                seed: int = 3, show_progress: bool = True):
     """Train (resuming) and return the ClipScorer."""
     from editing.demo_world.generator_train import GeneratorFollower
@@ -89,7 +100,12 @@ def train_clip(run_dir: Path, generator_run: Path, steps: int = 3000, batch: int
             value_features = model.encode_text(scorer.tokenizer(value_texts), normalize=True)
             value_logits = image_features @ value_features.T * model.logit_scale.exp() + model.logit_bias
             losses["value_sigmoid"] = F.binary_cross_entropy_with_logits(value_logits, (data.looks > 0.5).float())
-        loss = losses["sigmoid"] + VALUE_TEXT_WEIGHT * losses.get("value_sigmoid", 0.0)
+        value_weight = VALUE_TEXT_WEIGHT
+        if step >= SEPARATION_FROM:
+            losses["text_separation"] = text_separation(value_features)
+            value_weight = LATE_VALUE_TEXT_WEIGHT
+        loss = (losses["sigmoid"] + value_weight * losses.get("value_sigmoid", 0.0)
+                + SEPARATION_WEIGHT * losses.get("text_separation", 0.0))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -110,6 +126,14 @@ def train_clip(run_dir: Path, generator_run: Path, steps: int = 3000, batch: int
     model.eval()
     scorer._text_cache.clear()
     return scorer
+
+
+def text_separation(features: torch.Tensor) -> torch.Tensor:
+    """The mean squared positive cosine between two different rows of unit `features` [N, E]: 0 when no two
+    texts point the same way (negative cosines are not pushed further)."""
+    cosines = features @ features.T
+    different = ~torch.eye(len(features), dtype=torch.bool, device=features.device)
+    return cosines[different].clamp(min=0).pow(2).mean()
 
 
 @torch.no_grad()
