@@ -37,7 +37,7 @@ class TurnResult:
 
 def predict_dialogues(model: DialogueModel, dialogues, batch_size: int = 64, progress: bool = False
                       ) -> list[TurnResult]:
-    """Run both tasks on every turn (context = gold history), `batch_size` turns per `generate`."""
+    """Run both tasks on every turn (context = gold history), `batch_size` turns per batched greedy decode."""
     from tqdm import tqdm
 
     items = []

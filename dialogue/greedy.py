@@ -1,13 +1,14 @@
-"""Greedy decoding of a Hugging Face T5 for inference, without `generate`'s per-step machinery.
+"""Greedy decoding of a Hugging Face T5 for inference: the same tokens as `generate`, with less work.
 
-`greedy_generate(model, input_ids, mask, starts, stop_ids, max_new_tokens)` returns what
+`greedy_generate(model, input_ids, mask, starts, stop_ids, pad_id, max_new_tokens)` returns what
 `model.generate(..., do_sample=False, num_beams=1)` returns for the same rows (the reference, kept as
-`DialogueModel(impl="reference")` and used by the tests), computed faster on a CPU:
+`DialogueModel(impl="reference")` and used by the tests), computed faster on a CPU (the shipped dialogue
+model, 100 rows of about 90 tokens, two threads: 300 ms instead of 400 ms):
 
 - the encoder's projections and feed-forward layers run on the real tokens only (padding removed), and its
   attention is two batched matrix products, not the CPU flash kernel;
-- the decoder keeps its keys and values in preallocated tensors, projects the encoder's keys and values once,
-  and drops a row from the batch as soon as it has produced a stop token.
+- the decoder keeps its keys and values in preallocated tensors, projects the encoder's keys and values once
+  (on the real tokens), and drops finished rows from the batch.
 
 It reads the model's own modules and weights at every call (layer norms and feed-forward blocks are called as
 they are), so a model that is trained between calls is decoded with its current weights. Shapes: B rows,

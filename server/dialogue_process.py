@@ -1,6 +1,6 @@
 """The dialogue model in a child process of its own, so that its Python work never waits for the GIL.
 
-A batched `generate` makes hundreds of small torch calls, each giving the GIL away and waiting to get it back.
+A batched greedy decode makes hundreds of small torch calls, each giving the GIL away and waiting to get it back.
 In the server's process the request threads hold it in between (HTTP, JSON, SQL), and Python hands it back only
 every switch interval (5 ms): one batched call on 50 turns that takes 0.44 s alone took 89 s while three
 pure-Python threads ran beside it (`sys.setswitchinterval` 1 ms: 14 s). In a child process the model has an
