@@ -121,8 +121,8 @@ class DialogueProcess:
 
 
 def default_dialogue_threads() -> int:
-    """Torch threads of the dialogue process: two where the machine has them (more do not pay for 2-layer
-    models, and the server's request threads need a core too)."""
+    """Torch threads of the dialogue process: two where the machine has them (measured best on a 2-core
+    machine; more cores were not available to measure, and the server's request threads need cores too)."""
     return min(2, os.cpu_count() or 1)
 
 
