@@ -30,9 +30,8 @@ def test_text_separation_pulls_equal_texts_apart():
 
 def test_shipped_clip_tells_the_expression_and_texture_texts_apart():
     """At step 3000 the four expression texts had one embedding and straight/wavy another (pairwise cosines
-    1.00), so the StyleCLIP optimiser had no direction towards any of them. The shipped CLIP separates smiling,
-    sad and the angry/neutral pair (those two are still close: its image tower tells them apart least), and
-    straight from wavy."""
+    1.00), so the StyleCLIP optimiser had no direction towards any of them; the shipped CLIP keeps every pair
+    of them well apart."""
     from editing.prompts import attribute_text
     from editing.weights import resolve_set
 
@@ -40,6 +39,5 @@ def test_shipped_clip_tells_the_expression_and_texture_texts_apart():
     names = ("smiling", "angry", "sad", "no smiling", "straight hair", "wavy hair")
     with torch.no_grad():
         features = clip.model.encode_text(clip.tokenizer([attribute_text(v) for v in names]), normalize=True)
-    cosine = dict(zip(names, features @ features.T))
-    assert cosine["smiling"][1] < 0.5 and cosine["smiling"][2] < 0.9 and cosine["sad"][1] < 0.9
-    assert cosine["straight hair"][5] < 0.5
+    cosines = features @ features.T
+    assert cosines[~torch.eye(len(names), dtype=torch.bool)].max().item() < 0.5

@@ -69,7 +69,7 @@ def build_clip():
     return model, ClipScorer(model, tokenizer, CLIP_CONFIG["vision_cfg"]["image_size"], CLIP_CONFIG["embed_dim"])
 
 
-def train_clip(run_dir: Path, generator_run: Path, steps: int = 5000, batch: int = 48, lr: float = 1e-3,
+def train_clip(run_dir: Path, generator_run: Path, steps: int = 7000, batch: int = 48, lr: float = 1e-3,
                seed: int = 3, show_progress: bool = True):
     """Train (resuming) and return the ClipScorer."""
     from editing.demo_world.generator_train import GeneratorFollower

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_STEPS = {"judge": 600, "generator": 8000, "clip": 5000, "identity": 600, "e4e": 5000}
+DEFAULT_STEPS = {"judge": 600, "generator": 8000, "clip": 7000, "identity": 600, "e4e": 5000}
 
 
 def train_network(network: str, run_dir: Path, steps: int | None = None, runs_root: Path = Path("runs/demo_world"),
