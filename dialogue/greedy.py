@@ -40,6 +40,13 @@ def _attend(q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor, bias: torch.Ten
     return torch.matmul(weights, v)
 
 
+def _pad(values: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Rows of the real tokens `values` [N, C] put back in place: [B, T, C] (zeros at padding), `real` [B, T] bool."""
+    padded = values.new_zeros(*real.shape, values.shape[-1])
+    padded[real] = values
+    return padded
+
+
 def _padding_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Attention mask [B, S] (1 = token) -> additive bias [B, 1, 1, S]: 0 for tokens, the dtype's minimum for
     padding."""
@@ -60,16 +67,12 @@ def encode(model, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     for block in encoder.block:
         layer = block.layer[0]
         attention = layer.SelfAttention
-        qkv = F.linear(layer.layer_norm(x), _qkv_weight(attention))              # [N, 3*H*K]
-        padded = x.new_zeros(batch, length, qkv.shape[-1])
-        padded[real] = qkv
-        q, k, v = (_heads(t, heads).transpose(1, 2) for t in padded.chunk(3, dim=-1))  # [B, H, T, K] each
+        qkv = _pad(F.linear(layer.layer_norm(x), _qkv_weight(attention)), real)  # [B, T, 3*H*K]
+        q, k, v = (_heads(t, heads).transpose(1, 2) for t in qkv.chunk(3, dim=-1))  # [B, H, T, K] each
         context = _attend(q, k.transpose(-1, -2), v, bias).transpose(1, 2).reshape(batch, length, -1)
         x = x + attention.o(context[real])
         x = block.layer[-1](x)                                                    # feed-forward with residual
-    out = x.new_zeros(batch, length, x.shape[-1])
-    out[real] = encoder.final_layer_norm(x)
-    return out
+    return _pad(encoder.final_layer_norm(x), real)
 
 
 @torch.no_grad()
@@ -90,11 +93,9 @@ def decode(model, hidden: torch.Tensor, mask: torch.Tensor, starts: torch.Tensor
     real = mask.bool()
     for i, block in enumerate(decoder.block):
         cross = block.layer[1].EncDecAttention
-        k, v = (F.linear(hidden[real], w) for w in (cross.k.weight, cross.v.weight))   # [N, H*K] real tokens
-        padded = hidden.new_zeros(2, *hidden.shape[:2], k.shape[-1])
-        padded[0][real], padded[1][real] = k, v
-        state[f"cross_k{i}"] = _heads(padded[0], heads).permute(0, 2, 3, 1).contiguous()   # [B, H, K, T]
-        state[f"cross_v{i}"] = _heads(padded[1], heads).transpose(1, 2).contiguous()       # [B, H, T, K]
+        k, v = (_pad(F.linear(hidden[real], w), real) for w in (cross.k.weight, cross.v.weight))  # [B, T, H*K]
+        state[f"cross_k{i}"] = _heads(k, heads).permute(0, 2, 3, 1).contiguous()           # [B, H, K, T]
+        state[f"cross_v{i}"] = _heads(v, heads).transpose(1, 2).contiguous()               # [B, H, T, K]
         size = block.layer[0].SelfAttention.key_value_proj_dim
         state[f"self_k{i}"] = hidden.new_zeros(batch, heads, size, max_new_tokens)       # [B, H, K, L]
         state[f"self_v{i}"] = hidden.new_zeros(batch, heads, max_new_tokens, size)       # [B, H, L, K]
