@@ -20,6 +20,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast", action="store_true",
                         help="compute the CLIP and identity losses on the generator's 256 px RGB output "
                              "(faster backward pass; not the paper's setting)")
+    parser.add_argument("--text-objective", choices=("description", "per_attribute"), default="description",
+                        help="description: one text for the whole request (the paper's); per_attribute: the mean "
+                             "of one CLIP term per requested value (default: %(default)s)")
     parser.add_argument("--no-align", action="store_true",
                         help="skip face detection and alignment: the photo is already an FFHQ-style face crop")
 
@@ -64,7 +67,7 @@ def _editor(args, weight_set):
     from editing.editor import Editor
     from editing.optimizer import OptimizerSettings
 
-    settings = OptimizerSettings(clip_size=256 if args.fast else None)
+    settings = OptimizerSettings(clip_size=256 if args.fast else None, text_objective=args.text_objective)
     return Editor.from_weights(weight_set, device=args.device, settings=settings, align_faces=not args.no_align)
 
 

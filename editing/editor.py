@@ -6,12 +6,13 @@
     result.image.save("edited.png"); result.metrics["min_rel"]
 
 Modes (paper §5.1, Table 4):
-- `multi` (the method): start from w_s, optimise towards `prompts.description(state)`, L2/ID anchored
-  at w_s. An empty state returns the reconstruction without optimising.
+- `multi` (the method): start from w_s, optimise towards `prompts.description(state)` (with the
+  per-attribute objective: towards each of `prompts.attribute_texts(state)`), L2/ID anchored at w_s.
+  An empty state returns the reconstruction without optimising.
 - `single` (the baseline): start from the previous turn's result (`previous.w`, or w_s on the first
   turn), optimise towards `prompts.change_description(state, previous.state)` (what this turn added,
-  and what removed values become), L2/ID anchored at that previous code. A turn whose change has
-  nothing to aim for returns the previous image unchanged.
+  and what removed values become; per-attribute: `prompts.change_texts`), L2/ID anchored at that
+  previous code. A turn whose change has nothing to aim for returns the previous image unchanged.
 
 Thread safety: one Editor runs one call at a time; concurrent `invert`/`edit` calls on the same
 Editor wait for each other (an internal lock). Use one Editor per worker thread for parallelism.
@@ -34,7 +35,7 @@ from PIL import Image
 from dialogue.ontology import BeliefState
 from editing.image_tensors import pil_to_tensor, tensor_to_pil
 from editing.optimizer import OptimizerSettings, ProgressFn, optimize_latent
-from editing.prompts import change_description, description
+from editing.prompts import attribute_texts, change_description, change_texts, description
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,8 @@ class EditResult:
     """One edit.
 
     `image` (PIL) and `tensor` [1, 3, size, size] in about [-1, 1] on the CPU; `w` [1, n_latent, style_dim]
-    on the CPU; `state` the belief state it was made for; `mode`; `text` the optimiser's text (None when
+    on the CPU; `state` the belief state it was made for; `mode`; `text` the description the edit aimed
+    for (the optimiser's text, or with the per-attribute objective its texts in one sentence; None when
     nothing was optimised); `metrics`: `avg_rel`, `min_rel` (None for an empty state), `per_attribute`
     {value: cosine}, `identity` (ArcFace cosine to the aligned photo), `lpips` (None when skipped; the
     reason is in `skipped`); `steps` run, `seconds` (whole call), `device`, `losses` of the last step.
@@ -129,12 +131,18 @@ class EditResult:
 
 @dataclass(frozen=True)
 class EditPlan:
-    """Where an edit starts (`start`), what L2/ID keep it near (`anchor`), and its text (None: no
-    optimisation; the result is the render of `start`)."""
+    """Where an edit starts (`start`), what L2/ID keep it near (`anchor`), its text (None: no
+    optimisation; the result is the render of `start`) and the same aims one text each
+    (`attribute_texts`, for the per-attribute objective; empty when `text` is None)."""
 
     start: torch.Tensor
     anchor: torch.Tensor
     text: str | None
+    attribute_texts: tuple[str, ...] = ()
+
+    def clip_texts(self, objective: str) -> tuple[str, ...]:
+        """The CLIP term's texts under `OptimizerSettings.text_objective`."""
+        return (self.text,) if objective == "description" else self.attribute_texts
 
 
 def plan_edit(inversion: Inversion, state: BeliefState, mode: str = "multi",
@@ -143,10 +151,12 @@ def plan_edit(inversion: Inversion, state: BeliefState, mode: str = "multi",
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if mode == "multi":
-        return EditPlan(inversion.w_s, inversion.w_s, description(state) if state else None)
+        if not state:
+            return EditPlan(inversion.w_s, inversion.w_s, None)
+        return EditPlan(inversion.w_s, inversion.w_s, description(state), tuple(attribute_texts(state).values()))
     before = BeliefState() if previous is None else previous.state
     start = inversion.w_s if previous is None else previous.w
-    return EditPlan(start, start, change_description(state, before))
+    return EditPlan(start, start, change_description(state, before), change_texts(state, before))
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -271,7 +281,7 @@ class Editor:
                 w, steps_run, losses = start, 0, {}
             else:
                 result = optimize_latent(
-                    self.generator, self.clip, plan.text, start, plan.anchor.to(self.device), self.identity,
+                    self.generator, self.clip, plan.clip_texts(settings.text_objective), start, plan.anchor.to(self.device), self.identity,
                     settings, progress, cancel)
                 image, w, steps_run, losses = result.image, result.w, result.steps, result.losses
             metrics = self.measure(image, state, inversion)

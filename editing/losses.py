@@ -7,25 +7,31 @@ when the term is built, not at every step.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 
 class ClipLoss:
-    """1 - cosine between the CLIP embedding of images and of one text.
+    """1 - cosine between the CLIP embedding of images and of a text, averaged over one or more texts.
 
     `clip` is an `editing.clip_model.ClipScorer` (normalised `encode_image` / `encode_text` that do
-    their own preprocessing); `__call__(images [B, 3, H, W] in [-1, 1]) -> [B]`.
+    their own preprocessing); `texts` one text (StyleCLIP's objective) or several (the mean of their
+    terms: the per-attribute objective, one minus the AvgRel of paper eq. 1);
+    `__call__(images [B, 3, H, W] in [-1, 1]) -> [B]`.
     """
 
-    def __init__(self, clip, text: str):
+    def __init__(self, clip, texts: str | Sequence[str]):
         self.clip = clip
-        self.text = text
+        self.texts = (texts,) if isinstance(texts, str) else tuple(texts)
+        if not self.texts:
+            raise ValueError("ClipLoss needs at least one text")
         with torch.no_grad():
-            self.target = clip.encode_text([text]).detach()  # [1, D], unit norm
+            self.target = clip.encode_text(list(self.texts)).detach()  # [T, D], unit norm
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         features = self.clip.encode_image(images)  # [B, D], unit norm
-        return 1.0 - (features * self.target.to(features.dtype)).sum(dim=-1)
+        return 1.0 - (features @ self.target.to(features.dtype).T).mean(dim=-1)
 
 
 class IdentityLoss:

@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # progress(step, total, losses, preview_or_None): step counts from 1; losses holds floats for
 # "clip", "l2", "id" and "total"; the preview is a PIL image of the current step or None.
 ProgressFn = Callable[[int, int, dict, Optional[object]], None]
+TEXT_OBJECTIVES = ("description", "per_attribute")
 
 
 class Cancelled(Exception):
@@ -43,6 +44,10 @@ class OptimizerSettings:
     """Hyperparameters; the defaults are the paper's (§5.1).
 
     `preview_every`: pass a preview image to `progress` every this many steps (0: never).
+    `text_objective`: what the CLIP term aims at (`editing.editor.Editor.edit` applies it). "description":
+    one text for the whole request, as StyleCLIP and the paper do; "per_attribute": one text per requested
+    value, the CLIP term being the mean of their terms (one minus the AvgRel of paper eq. 1), which a small
+    CLIP that reads a long description poorly follows better (the demo set uses it; README, Demo world).
     `clip_size`: fast mode. When set (e.g. 256), CLIP and ID losses see the generator's skip-branch
     RGB image at that resolution instead of the full-size image, so the backward pass skips the
     higher-resolution layers; None uses the full image, as the paper does.
@@ -54,8 +59,12 @@ class OptimizerSettings:
     id_lambda: float = 0.005
     preview_every: int = 0
     clip_size: int | None = None
+    text_objective: str = "description"
 
     def __post_init__(self) -> None:
+        if self.text_objective not in TEXT_OBJECTIVES:
+            raise ValueError(f"text_objective must be one of {', '.join(TEXT_OBJECTIVES)}, "
+                             f"not {self.text_objective!r}")
         if self.steps < 1:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
         if self.clip_size is not None and (self.clip_size < 4 or self.clip_size & (self.clip_size - 1)):
@@ -65,11 +74,12 @@ class OptimizerSettings:
 @dataclass
 class OptimizationResult:
     """`w` [1, n_latent, 512] and `image` [1, 3, size, size] in about [-1, 1] (the render of `w`),
-    both detached; `losses` of the last step; `history` one losses dict per step."""
+    both detached; `texts` the CLIP term's texts; `losses` of the last step; `history` one losses dict
+    per step."""
 
     w: torch.Tensor
     image: torch.Tensor
-    text: str
+    texts: tuple[str, ...]
     steps: int
     losses: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
@@ -87,7 +97,7 @@ def styleclip_lr(step: int, total: int, base_lr: float, rampdown: float = 0.25, 
 def optimize_latent(
     generator,
     clip,
-    text: str,
+    text: str | Sequence[str],
     w_start: torch.Tensor,
     w_anchor: torch.Tensor | None = None,
     identity=None,
@@ -100,7 +110,7 @@ def optimize_latent(
     Args:
         generator: `editing.generator.Generator` (frozen, in eval mode, on the working device).
         clip: `editing.clip_model.ClipScorer`.
-        text: the description to match.
+        text: the description to match, or several texts whose CLIP terms are averaged.
         w_start: [1, n_latent, 512] starting code (on the generator's device).
         w_anchor: [1, n_latent, 512] code that the L2 and ID terms keep the result near; default `w_start`.
         identity: `editing.identity.IdentityNet`, or None to leave the ID term out.
@@ -158,9 +168,9 @@ def optimize_latent(
                     with torch.no_grad():
                         preview = tensor_to_pil(generator.synthesis(w.detach(), randomize_noise=False))
             progress(step + 1, total, losses, preview)
-    log.debug("optimised %d steps towards %r: %s", total, text, history[-1])
+    log.debug("optimised %d steps towards %r: %s", total, clip_loss.texts, history[-1])
 
     with torch.no_grad():
         w_final = w.detach()
         image = generator.synthesis(w_final, randomize_noise=False)
-    return OptimizationResult(w=w_final, image=image, text=text, steps=total, losses=history[-1], history=history)
+    return OptimizationResult(w=w_final, image=image, texts=clip_loss.texts, steps=total, losses=history[-1], history=history)

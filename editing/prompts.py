@@ -14,6 +14,9 @@ that an added value of its exclusive group replaces says nothing more (black →
 "with blond hair"); a removed value without a sensible opposite (a hair colour, a hair texture,
 `no smiling`, `no makeup`) is left out.
 
+For the per-attribute objective (`OptimizerSettings.text_objective`) the same aims come one text each:
+`attribute_texts` for a whole state, `change_texts` for a single-turn change.
+
 Everything here is a pure function of the state: same state, same text.
 """
 from __future__ import annotations
@@ -145,13 +148,25 @@ def attribute_texts(state: BeliefState) -> dict[str, str]:
     return {value: attribute_text(value) for value in state.values}
 
 
+def _removal_phrases(added: tuple[str, ...], removed: tuple[str, ...]) -> list[Phrase]:
+    """What removed values become ("with no mustache"); nothing for a value that an added value of its
+    exclusive group replaces, or that has no sensible opposite."""
+    return [REMOVED[value] for value in removed
+            if REMOVED[value] is not None and not any(other in added for other in conflicts_of(value))]
+
+
 def change_description(state: BeliefState, previous: BeliefState) -> str | None:
     """The single-turn text for going from `previous` to `state`: added values, then what removed
     values become (see the module docstring). None when the change has nothing to aim for."""
     added, removed = state.diff(previous)
-    phrases = _phrases(added)
-    for value in removed:
-        replaced = any(other in added for other in conflicts_of(value))
-        if not replaced and REMOVED[value] is not None:
-            phrases.append(REMOVED[value])
+    phrases = _phrases(added) + _removal_phrases(added, removed)
     return compose(phrases) if phrases else None
+
+
+def change_texts(state: BeliefState, previous: BeliefState) -> tuple[str, ...]:
+    """The single-turn change as one text per aim: each added value's `attribute_text`, then each
+    removal's phrase on its own ("a face of a person with no mustache"); empty when
+    `change_description` is None."""
+    added, removed = state.diff(previous)
+    return tuple(attribute_text(value) for value in added) + tuple(
+        compose([phrase]) for phrase in _removal_phrases(added, removed))

@@ -62,6 +62,26 @@ def test_edit_command_writes_images_and_metrics(photos, tmp_path, capsys):
     assert metrics["text"] == "a face of a person with a smile and black hair"
 
 
+def test_edit_command_takes_the_text_objective(photos, tmp_path, monkeypatch):
+    import editing.editor as editor_module
+
+    calls = []
+    real = editor_module.optimize_latent
+
+    def spy(generator, clip, texts, *rest):
+        calls.append(texts)
+        return real(generator, clip, texts, *rest)
+
+    monkeypatch.setattr(editor_module, "optimize_latent", spy)
+    common = ["edit", "--image", str(photos / "astronaut.png"), "--requirements", "expression: smiling; "
+              "hair color: black hair", "--steps", "1", "--weights-dir", str(weight_set().root), "--device", "cpu",
+              "--json"]
+    assert main(common + ["--out", str(tmp_path / "a")]) == 0
+    assert main(common + ["--out", str(tmp_path / "b"), "--text-objective", "per_attribute"]) == 0
+    assert calls == [("a face of a person with a smile and black hair",),
+                     ("a face of a person with a smile", "a face of a person with black hair")]
+
+
 def test_edit_command_reports_bad_input(photos, tmp_path, capsys):
     args = ["--out", str(tmp_path), "--weights-dir", str(weight_set().root), "--steps", "1", "--device", "cpu"]
     assert main(["edit", "--image", str(photos / "astronaut.png"), "--requirements", "hair color: pink",

@@ -16,6 +16,7 @@ import editing.editor as editor_module  # noqa: E402
 from dialogue.ontology import BeliefState  # noqa: E402
 from editing import EditResult, Editor, Inversion  # noqa: E402
 from editing.editor import plan_edit  # noqa: E402
+from editing.optimizer import OptimizerSettings  # noqa: E402
 from editing.prompts import description  # noqa: E402
 
 STEPS = 2
@@ -75,6 +76,10 @@ def test_plans_start_from_the_right_latent_with_the_right_text(inversion):
     assert opening.start is inversion.w_s and opening.text == "a face of a person with a smile"
 
     assert plan_edit(inversion, BeliefState(), "multi").text is None
+    assert multi.attribute_texts == ("a face of a person with a smile", "a face of a person with black hair")
+    assert multi.clip_texts("description") == (multi.text,)
+    assert multi.clip_texts("per_attribute") == multi.attribute_texts
+    assert single.clip_texts("per_attribute") == ("a face of a person with black hair",)
     with pytest.raises(ValueError, match="mode must be one of multi, single"):
         plan_edit(inversion, first, "both")
 
@@ -96,14 +101,34 @@ def test_modes_run_the_optimiser_from_the_right_latent(inversion, monkeypatch):
     single1 = ed.edit(inversion, turn1, "single", steps=STEPS)
     single2 = ed.edit(inversion, turn2, "single", previous=single1, steps=STEPS)
 
-    texts = [c[0] for c in calls]
-    assert texts == ["a face of a person with a smile", "a face of a person with a smile and a mustache",
-                     "a face of a person with a smile", "a face of a person with a mustache"]
+    texts = [c[0] for c in calls]  # the default objective: one description each
+    assert texts == [("a face of a person with a smile",), ("a face of a person with a smile and a mustache",),
+                     ("a face of a person with a smile",), ("a face of a person with a mustache",)]
     for text, start, anchor, steps in calls[:3]:
         assert torch.equal(start, inversion.w_s) and torch.equal(anchor, inversion.w_s) and steps == STEPS
     assert torch.equal(calls[3][1], single1.w) and torch.equal(calls[3][2], single1.w)
     assert not torch.equal(single1.w, inversion.w_s)
     assert single2.mode == "single" and single2.state == turn2 and single2.steps == STEPS
+
+
+def test_per_attribute_objective_gives_the_optimiser_one_text_per_value(inversion, monkeypatch):
+    calls = []
+    real = editor_module.optimize_latent
+
+    def spy(generator, clip, texts, *rest):
+        calls.append(texts)
+        return real(generator, clip, texts, *rest)
+
+    monkeypatch.setattr(editor_module, "optimize_latent", spy)
+    ed = editor()
+    ed.settings = OptimizerSettings(steps=STEPS, text_objective="per_attribute")
+    state = BeliefState.of("smiling", "mustache")
+    multi = ed.edit(inversion, state, "multi")
+    single = ed.edit(inversion, BeliefState.of("smiling"), "single", previous=_result(inversion, state, multi.w))
+    assert calls == [("a face of a person with a smile", "a face of a person with a mustache"),
+                     ("a face of a person with no mustache",)]
+    assert multi.text == "a face of a person with a smile and a mustache" and multi.steps == STEPS
+    assert single.text == "a face of a person with no mustache"
 
 
 def test_edit_result_carries_image_latent_and_metrics(inversion):

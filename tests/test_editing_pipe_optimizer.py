@@ -55,6 +55,22 @@ def test_optimiser_lowers_the_clip_loss(nets):
     assert result.w.shape == w_s.shape and not result.w.requires_grad
 
 
+def test_several_texts_average_their_clip_terms(nets):
+    ed, w_s = nets
+    texts = (TEXT, "a face of a person with black hair")
+    with torch.no_grad():
+        images = torch.cat([ed.generator.synthesis(w_s), ed.generator.synthesis(w_s + 0.3)])
+        expected = (ClipLoss(ed.clip, texts[0])(images) + ClipLoss(ed.clip, texts[1])(images)) / 2
+        torch.testing.assert_close(ClipLoss(ed.clip, texts)(images), expected)
+    with pytest.raises(ValueError, match="at least one text"):
+        ClipLoss(ed.clip, [])
+    result = optimize_latent(ed.generator, ed.clip, texts, w_s, settings=OptimizerSettings(steps=2))
+    assert result.texts == texts
+    assert optimize_latent(ed.generator, ed.clip, TEXT, w_s, settings=OptimizerSettings(steps=1)).texts == (TEXT,)
+    with pytest.raises(ValueError, match="text_objective must be one of description, per_attribute"):
+        OptimizerSettings(text_objective="sentence")
+
+
 def test_optimiser_is_deterministic(nets):
     ed, w_s = nets
     settings = OptimizerSettings(steps=3)

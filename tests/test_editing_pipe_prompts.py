@@ -14,6 +14,7 @@ from editing.prompts import (
     attribute_text,
     attribute_texts,
     change_description,
+    change_texts,
     description,
     join_english,
 )
@@ -101,6 +102,23 @@ def test_join_english():
 ])
 def test_change_description(before, after, expected):
     assert change_description(BeliefState.of(*after), BeliefState.of(*before)) == expected
+
+
+@pytest.mark.parametrize("before, after, expected", [
+    ((), ("smiling", "black hair"), ("a face of a person with a smile", "a face of a person with black hair")),
+    # a hair colour and texture stay two aims (the description merges them into "wavy black hair")
+    ((), ("black hair", "wavy hair"), ("a face of a person with black hair", "a face of a person with wavy hair")),
+    (("black hair", "mustache"), ("blond hair",),
+     ("a face of a person with blond hair", "a face of a person with no mustache")),
+    (("lipstick", "smiling"), (), ("a face of a person with a neutral expression",
+                                   "a face of a person wearing no lipstick")),
+    (("gray hair",), ("gray hair",), ()),
+    (("black hair",), (), ()),
+])
+def test_change_texts_give_one_text_per_aim(before, after, expected):
+    state, previous = BeliefState.of(*after), BeliefState.of(*before)
+    assert change_texts(state, previous) == expected
+    assert (change_description(state, previous) is None) == (expected == ())
 
 
 def test_removal_table_covers_the_ontology():
