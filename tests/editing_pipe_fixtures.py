@@ -43,3 +43,18 @@ def coffee() -> Image.Image:
 
 def flat(color=(128, 128, 128), size=(200, 160)) -> Image.Image:
     return Image.fromarray(np.full((size[1], size[0], 3), color, dtype=np.uint8))
+
+
+def record_optimiser_texts(monkeypatch) -> list:
+    """Let `Editor.edit` run the real optimiser, recording the CLIP texts of each call (one tuple per call)."""
+    import editing.editor as editor_module
+
+    calls = []
+    real = editor_module.optimize_latent
+
+    def spy(generator, clip, texts, *rest):
+        calls.append(texts)
+        return real(generator, clip, texts, *rest)
+
+    monkeypatch.setattr(editor_module, "optimize_latent", spy)
+    return calls

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from editing_pipe_fixtures import astronaut, coffee, editor, weight_set  # noqa: E402
+from editing_pipe_fixtures import astronaut, coffee, editor, record_optimiser_texts, weight_set  # noqa: E402
 
 from data_tools.schema import read_dialogues  # noqa: E402
 from editing.evaluation import evaluate_editing, images_from_dir  # noqa: E402
@@ -63,16 +63,7 @@ def test_edit_command_writes_images_and_metrics(photos, tmp_path, capsys):
 
 
 def test_edit_command_takes_the_text_objective(photos, tmp_path, monkeypatch):
-    import editing.editor as editor_module
-
-    calls = []
-    real = editor_module.optimize_latent
-
-    def spy(generator, clip, texts, *rest):
-        calls.append(texts)
-        return real(generator, clip, texts, *rest)
-
-    monkeypatch.setattr(editor_module, "optimize_latent", spy)
+    calls = record_optimiser_texts(monkeypatch)
     common = ["edit", "--image", str(photos / "astronaut.png"), "--requirements", "expression: smiling; "
               "hair color: black hair", "--steps", "1", "--weights-dir", str(weight_set().root), "--device", "cpu",
               "--json"]

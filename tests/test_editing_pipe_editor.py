@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from editing_pipe_fixtures import astronaut, editor, weight_set  # noqa: E402
+from editing_pipe_fixtures import astronaut, editor, record_optimiser_texts, weight_set  # noqa: E402
 
 import editing.editor as editor_module  # noqa: E402
 from dialogue.ontology import BeliefState  # noqa: E402
@@ -112,14 +112,7 @@ def test_modes_run_the_optimiser_from_the_right_latent(inversion, monkeypatch):
 
 
 def test_per_attribute_objective_gives_the_optimiser_one_text_per_value(inversion, monkeypatch):
-    calls = []
-    real = editor_module.optimize_latent
-
-    def spy(generator, clip, texts, *rest):
-        calls.append(texts)
-        return real(generator, clip, texts, *rest)
-
-    monkeypatch.setattr(editor_module, "optimize_latent", spy)
+    calls = record_optimiser_texts(monkeypatch)
     ed = editor()
     ed.settings = OptimizerSettings(steps=STEPS, text_objective="per_attribute")
     state = BeliefState.of("smiling", "mustache")
