@@ -281,8 +281,8 @@ class Editor:
                 w, steps_run, losses = start, 0, {}
             else:
                 result = optimize_latent(
-                    self.generator, self.clip, plan.clip_texts(settings.text_objective), start, plan.anchor.to(self.device), self.identity,
-                    settings, progress, cancel)
+                    self.generator, self.clip, plan.clip_texts(settings.text_objective), start,
+                    plan.anchor.to(self.device), self.identity, settings, progress, cancel)
                 image, w, steps_run, losses = result.image, result.w, result.steps, result.losses
             metrics = self.measure(image, state, inversion)
             seconds = time.perf_counter() - started

@@ -173,4 +173,5 @@ def optimize_latent(
     with torch.no_grad():
         w_final = w.detach()
         image = generator.synthesis(w_final, randomize_noise=False)
-    return OptimizationResult(w=w_final, image=image, texts=clip_loss.texts, steps=total, losses=history[-1], history=history)
+    return OptimizationResult(w=w_final, image=image, texts=clip_loss.texts, steps=total, losses=history[-1],
+                              history=history)
