@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from editing.prompts import TEXT_OBJECTIVES
+
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", metavar="SET",
@@ -20,7 +22,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast", action="store_true",
                         help="compute the CLIP and identity losses on the generator's 256 px RGB output "
                              "(faster backward pass; not the paper's setting)")
-    parser.add_argument("--text-objective", choices=("description", "per_attribute"), default="description",
+    parser.add_argument("--text-objective", choices=TEXT_OBJECTIVES, default="description",
                         help="description: one text for the whole request (the paper's); per_attribute: the mean "
                              "of one CLIP term per requested value (default: %(default)s)")
     parser.add_argument("--no-align", action="store_true",

@@ -21,13 +21,13 @@ import torch
 
 from editing.image_tensors import tensor_to_pil
 from editing.losses import ClipLoss, IdentityLoss, latent_l2
+from editing.prompts import TEXT_OBJECTIVES
 
 log = logging.getLogger(__name__)
 
 # progress(step, total, losses, preview_or_None): step counts from 1; losses holds floats for
 # "clip", "l2", "id" and "total"; the preview is a PIL image of the current step or None.
 ProgressFn = Callable[[int, int, dict, Optional[object]], None]
-TEXT_OBJECTIVES = ("description", "per_attribute")
 
 
 class Cancelled(Exception):

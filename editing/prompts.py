@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from dialogue.ontology import VALUES, BeliefState, conflicts_of
 
 SUBJECT = "a face of a person"
+# What the optimiser's CLIP term aims at (`OptimizerSettings.text_objective`): `description` or, one text per
+# aim, `attribute_texts` / `change_texts`.
+TEXT_OBJECTIVES = ("description", "per_attribute")
 
 
 @dataclass(frozen=True)
