@@ -34,6 +34,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dropout rate while training (default: the model's own; the scratch preset has 0)")
     parser.add_argument("--token-noise", type=float, default=0.0,
                         help="share of context word pieces replaced by random ones in each batch (default 0)")
+    parser.add_argument("--deepen", type=int, default=1, metavar="N",
+                        help="start from an --init model with N times its layers: each block followed by N-1 "
+                             "copies that start as the identity, so the start computes what --init did "
+                             "(default 1: as it is)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -44,7 +48,7 @@ def config_from_args(args: argparse.Namespace):
         batch_size=args.batch_size, lr=args.lr, resume=args.resume, seed=args.seed,
         train_dialogues=args.train_dialogues, val_dialogues=args.val_dialogues, save_every=args.save_every,
         max_steps=args.max_steps, threads=args.threads, response_ratio=args.response_ratio,
-        dropout=args.dropout, token_noise=args.token_noise,
+        dropout=args.dropout, token_noise=args.token_noise, deepen=args.deepen,
     )
 
 

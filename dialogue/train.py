@@ -26,6 +26,7 @@ from typing import Sequence
 
 import torch
 
+from dialogue.deepen import deepen
 from dialogue.formats import (
     PROMPTS, RESPOND, TRACK, Example, belief_target, clean_utterance, turn_examples,
 )
@@ -62,6 +63,7 @@ class TrainConfig:
     threads: int | None = None        # torch CPU threads per process
     dropout: float | None = None      # set the model's dropout rate for this training (None: keep the model's)
     token_noise: float = 0.0          # share of context word pieces replaced by random ones in each batch
+    deepen: int = 1                   # with `init`: that many blocks per block of it (dialogue.deepen)
 
 
 @dataclass
@@ -235,11 +237,15 @@ def _prepare_checkpoint(config: TrainConfig, dist: Distributed, train_dialogues)
         raise FileExistsError(f"{ckpt} holds an earlier run: pass --resume to continue it, or choose another --out")
     if (config.init is None) == (config.preset is None):
         raise ValueError("give exactly one of --init HF_DIR (fine-tune) or --preset NAME (from scratch)")
+    if config.deepen != 1 and config.init is None:
+        raise ValueError("--deepen grows the --init model; a --preset model has its preset's depth")
     if dist.main:
         if config.preset is not None:
             model = DialogueModel.from_preset(config.preset, corpus_texts(train_dialogues), seed=config.seed)
         else:
             model = DialogueModel.from_pretrained(config.init, device="cpu")
+            if config.deepen != 1:
+                model = DialogueModel(deepen(model.model, config.deepen), model.tokenizer, model.settings)
         model.save_pretrained(ckpt)
     dist.barrier()
     return ckpt

@@ -159,6 +159,18 @@ def test_bad_training_options_are_explained(corpus, tmp_path):
         train(_config(tmp_path / "empty", tmp_path / "d"))
     with pytest.raises(ValueError, match="--response-ratio"):
         train(_config(corpus, tmp_path / "e", response_ratio=1.5))
+    with pytest.raises(ValueError, match="--deepen grows the --init model"):
+        train(_config(corpus, tmp_path / "f", deepen=2))
+
+
+def test_deepen_starts_from_a_deeper_copy_of_the_init_model(corpus, tmp_path):
+    start = DialogueModel.from_preset("tiny", corpus_texts(read_split(corpus, "train")))
+    start.save_pretrained(tmp_path / "start")
+    train(_config(corpus, tmp_path / "deep", preset=None, init=tmp_path / "start", deepen=3, max_steps=0))
+    deep = DialogueModel.from_pretrained(tmp_path / "deep" / CHECKPOINT, device="cpu")
+    assert (deep.model.config.num_layers, deep.model.config.num_decoder_layers) == (3, 3)
+    history = [("add lipstick", "Done. What else?")]
+    assert deep.step(history, "make it smiling") == start.step(history, "make it smiling")
 
 
 _DDP_RANK = """
