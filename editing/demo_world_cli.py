@@ -27,6 +27,8 @@ def _train(args) -> int:
     report = training.train_network(args.network, run_dir, steps=args.steps, runs_root=Path(args.runs_root),
                                     show_progress=not args.quiet)
     for key, value in report.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
         print(f"{key}: {value}")
     return 0
 

@@ -34,4 +34,22 @@ def test_eval_command_runs_on_a_few_dialogues(tmp_path, capsys):
         assert len(figures["success_by_turn"]) == 3
         assert all(0 <= s <= 1 for s in figures["success_by_turn"])
         assert figures["marginal_success_by_turn"][2] is None  # turn 3 only removes a value
+        asked = {value: counts[1] for value, counts in figures["found_by_value"].items()}
+        assert asked == {"smiling": 2, "black hair": 1, "mustache": 2, "pale skin": 2}
+        found = sum(counts[0] for counts in figures["found_by_value"].values())
+        assert figures["values_found"] == found / 7
     assert (out / "demo_world.md").is_file() and (out / "table4.json").is_file()
+
+
+def test_values_found_counts_each_requested_value_once_per_edit():
+    from types import SimpleNamespace
+
+    from editing.demo_world.evaluate import values_found
+
+    rows = [SimpleNamespace(state={"hair color": ["gray hair"], "makeup": ["lipstick", "pale skin"]},
+                            extra={"judge_values": ["gray hair", "pale skin", "smiling"]}),
+            SimpleNamespace(state={"makeup": ["pale skin"]}, extra={"judge_values": []}),
+            SimpleNamespace(state={}, extra={"judge_values": ["smiling"]})]
+    assert values_found(rows) == {"values_found": 2 / 4, "found_by_value": {
+        "gray hair": [1, 1], "lipstick": [0, 1], "pale skin": [1, 2]}}
+    assert values_found(rows[2:]) == {"values_found": None, "found_by_value": {}}

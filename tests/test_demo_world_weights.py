@@ -68,3 +68,21 @@ def test_short_edit_moves_the_judge_towards_the_requested_value():
     before = judge.probabilities(face.unsqueeze(0))[0, VALUE_INDEX["black hair"]]
     after = judge.probabilities(result.tensor)[0, VALUE_INDEX["black hair"]]
     assert after > before + 0.3
+
+
+class _SeesEverything:
+    """A stand-in judge that finds every value in every image."""
+
+    def present(self, images):
+        return torch.ones(len(images), len(VALUE_INDEX), dtype=torch.bool)
+
+
+def test_value_agreement_counts_pairs_and_recall_per_value():
+    from editing.demo_world.judge import value_agreement
+
+    result = value_agreement(lambda data: data.images, _SeesEverything(), n=40, batch=20)
+    truth = torch.cat([heldout_batch(20, offset=20_000 + start).looks > 0.5 for start in (0, 20)])
+    assert result["value_agreement"] == pytest.approx(float(truth.float().mean()))
+    assert result["same_values"] == 0.0  # no face shows all 23 values
+    shown = {v for v, k in VALUE_INDEX.items() if truth[:, k].any()}
+    assert result["recall_by_value"] == {v: 1.0 for v in shown}

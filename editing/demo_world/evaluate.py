@@ -98,9 +98,27 @@ def summarise(records, modes) -> dict[str, dict[str, Any]]:
             "turns_by_turn": [sum(1 for r in rows if r.turn == t and r.extra["success"] is not None)
                               for t in range(1, last + 1)],
             "success": _rate([r.extra["success"] for r in rows]),
+            **values_found(rows),
             "seconds_per_edit": mean([r.seconds for r in rows]),
         }
     return out
+
+
+def values_found(rows) -> dict[str, Any]:
+    """`values_found`: share of (edit, requested value) pairs in which the judge finds the value (None when
+    nothing was requested); `found_by_value`: {value: [edits that show it, edits that asked for it]}, in
+    ontology order."""
+    found: dict[str, list[int]] = {}
+    for r in rows:
+        seen = set(r.extra["judge_values"])
+        for values in r.state.values():
+            for value in values:
+                counts = found.setdefault(value, [0, 0])
+                counts[0] += value in seen
+                counts[1] += 1
+    pairs = [sum(c[i] for c in found.values()) for i in (0, 1)]
+    return {"values_found": pairs[0] / pairs[1] if pairs[1] else None,
+            "found_by_value": {v: found[v] for v in VALUE_INDEX if v in found}}
 
 
 def to_markdown(result: dict[str, Any]) -> str:
@@ -121,6 +139,13 @@ def to_markdown(result: dict[str, Any]) -> str:
         cells = [f"{fmt(s)} / {fmt(ms)} (n={n})" for s, ms, n in
                  zip(m["success_by_turn"], m["marginal_success_by_turn"], m["turns_by_turn"])]
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+    lines += ["", "Requested values the judge finds in the edits, by value (found / asked for):", "",
+              "| value | " + " | ".join(result["modes"]) + " |", "|---|" + "---|" * len(result["modes"])]
+    asked = {v for m in result["modes"].values() for v in m["found_by_value"]}
+    for value in (v for v in VALUE_INDEX if v in asked):
+        cells = ["{} / {}".format(*m["found_by_value"].get(value, [0, 0])) for m in result["modes"].values()]
+        lines.append(f"| {value} | " + " | ".join(cells) + " |")
+    lines.append("| all values | " + " | ".join(fmt(m["values_found"]) for m in result["modes"].values()) + " |")
     lines += ["", "LPIPS-style: distance of the judge's normalised features to the original render (AlexNet LPIPS "
               "needs downloaded weights). MinRel/AvgRel: cosine of the demo CLIP (paper eq. 1-2)."]
     return "\n".join(lines) + "\n"

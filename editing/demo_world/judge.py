@@ -149,8 +149,12 @@ def value_agreement(images_of, judge: AttributeJudge, n: int = 500, batch: int =
     them. `images_of(RenderBatch) -> [B, 3, 64, 64]` makes the images (an inversion, the generator's picture
     of the known parameters). `same_values`: share of images in which the judge finds exactly the render's
     values (all 23 agree); `value_agreement`: share of (image, value) pairs that agree; `judge_on_renders`:
-    `same_values` for the renders themselves (the judge's own ceiling)."""
+    `same_values` for the renders themselves (the judge's own ceiling); `recall_by_value`: {value: share of
+    the images whose render shows the value in which the judge finds it} (values no render shows are left out).
+    """
     same = agree = ceiling = 0.0
+    found = torch.zeros(len(VALUES))
+    shown = torch.zeros(len(VALUES))
     for start in range(0, n, batch):
         data = heldout_batch(min(batch, n - start), offset=20_000 + start)
         truth = data.looks > 0.5
@@ -158,7 +162,11 @@ def value_agreement(images_of, judge: AttributeJudge, n: int = 500, batch: int =
         same += float((seen == truth).all(1).sum())
         agree += float((seen == truth).float().mean(1).sum())
         ceiling += float((judge.present(data.images) == truth).all(1).sum())
-    return {"same_values": same / n, "value_agreement": agree / n, "judge_on_renders": ceiling / n}
+        found += (seen & truth).sum(0)
+        shown += truth.sum(0)
+    recall = {v: round(float(f / s), 3) for v, f, s in zip(VALUES, found, shown) if s > 0}
+    return {"same_values": same / n, "value_agreement": agree / n, "judge_on_renders": ceiling / n,
+            "recall_by_value": recall}
 
 
 def save_judge(judge: AttributeJudge, path: Path) -> None:
