@@ -237,6 +237,8 @@ def _prepare_checkpoint(config: TrainConfig, dist: Distributed, train_dialogues)
         raise FileExistsError(f"{ckpt} holds an earlier run: pass --resume to continue it, or choose another --out")
     if (config.init is None) == (config.preset is None):
         raise ValueError("give exactly one of --init HF_DIR (fine-tune) or --preset NAME (from scratch)")
+    if config.deepen < 1:
+        raise ValueError(f"--deepen must be 1 or more, got {config.deepen}")
     if config.deepen != 1 and config.init is None:
         raise ValueError("--deepen grows the --init model; a --preset model has its preset's depth")
     if dist.main:

@@ -28,7 +28,7 @@ def _train(args) -> int:
                                     show_progress=not args.quiet)
     for key, value in report.items():
         if isinstance(value, dict):
-            value = ", ".join(f"{k} {v}" for k, v in value.items())
+            value = ", ".join(f"{k} {v:.3f}" for k, v in value.items())
         print(f"{key}: {value}")
     return 0
 

@@ -161,6 +161,8 @@ def test_bad_training_options_are_explained(corpus, tmp_path):
         train(_config(corpus, tmp_path / "e", response_ratio=1.5))
     with pytest.raises(ValueError, match="--deepen grows the --init model"):
         train(_config(corpus, tmp_path / "f", deepen=2))
+    with pytest.raises(ValueError, match="--deepen must be 1 or more"):
+        train(_config(corpus, tmp_path / "g", preset=None, init=tmp_path, deepen=0))
 
 
 def test_deepen_starts_from_a_deeper_copy_of_the_init_model(corpus, tmp_path):

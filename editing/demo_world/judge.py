@@ -164,7 +164,7 @@ def value_agreement(images_of, judge: AttributeJudge, n: int = 500, batch: int =
         ceiling += float((judge.present(data.images) == truth).all(1).sum())
         found += (seen & truth).sum(0)
         shown += truth.sum(0)
-    recall = {v: round(float(f / s), 3) for v, f, s in zip(VALUES, found, shown) if s > 0}
+    recall = {v: float(f / s) for v, f, s in zip(VALUES, found, shown) if s > 0}
     return {"same_values": same / n, "value_agreement": agree / n, "judge_on_renders": ceiling / n,
             "recall_by_value": recall}
 
