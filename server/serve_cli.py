@@ -100,7 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host if args.host not in ("0.0.0.0", "::") else "127.0.0.1"
     print(f"dialogue: {rt.dialogue_status.detail}", flush=True)
     print(f"editing:  {rt.editing.detail}", flush=True)
-    print(f"data:     {settings.data_dir.resolve()} ({settings.db_url.split('://')[0]})", flush=True)
+    print(f"data:     {settings.data_dir} ({settings.db_url.split('://')[0]})", flush=True)
     print(f"i2edit is running at http://{host}:{server.effective_port}/  (Ctrl-C stops it)", flush=True)
     _interrupt_on_sigterm()
     try:

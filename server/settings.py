@@ -2,7 +2,7 @@
 
 | variable | default | meaning |
 |---|---|---|
-| `I2EDIT_DATA_DIR` | `./var` | database file, images, cached inversions |
+| `I2EDIT_DATA_DIR` | `./var` | database file, images, cached inversions (made absolute at start-up) |
 | `I2EDIT_DATABASE_URL` | `sqlite:///<data dir>/i2edit.sqlite3` | any SQLAlchemy URL |
 | `I2EDIT_DIALOGUE_MODEL` | the shipped model | a dialogue model directory |
 | `I2EDIT_WEIGHTS` | `auto` (`ffhq` if present, else `demo`) | editing weight set name or directory; `none` = dialogue only |
@@ -77,12 +77,18 @@ class Settings:
     stale_after_s: float = 60.0
     torch_threads: int | None = None
 
+    def __post_init__(self) -> None:
+        # Resolved once, against the working directory at start-up: a relative path would otherwise be read
+        # against whatever directory a library resolves it from later (Flask's `send_file` uses the app's
+        # package folder, which served every image as a 500).
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+
     @property
     def db_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data dir."""
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'i2edit.sqlite3').resolve()}"
+        return f"sqlite:///{self.data_dir / 'i2edit.sqlite3'}"
 
     @property
     def images_dir(self) -> Path:

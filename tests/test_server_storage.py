@@ -26,7 +26,7 @@ from server.settings import MAX_STORED_SIDE, RateLimit, Settings, SettingsError 
 
 def test_settings_defaults_and_environment():
     default = Settings.from_env({})
-    assert default.data_dir == Path("var") and default.weights == "auto" and default.workers == 1
+    assert default.data_dir == Path("var").resolve() and default.weights == "auto" and default.workers == 1
     assert default.db_url == f"sqlite:///{Path('var/i2edit.sqlite3').resolve()}"
     env = {"I2EDIT_DATA_DIR": "/srv/i2", "I2EDIT_DATABASE_URL": "postgresql://u@h/db", "I2EDIT_WEIGHTS": "demo",
            "I2EDIT_DEVICE": "cuda:1", "I2EDIT_EDIT_STEPS": "50", "I2EDIT_RATE_LIMIT": "5/second",
@@ -35,6 +35,14 @@ def test_settings_defaults_and_environment():
     assert settings.data_dir == Path("/srv/i2") and settings.db_url == "postgresql://u@h/db"
     assert (settings.weights, settings.device, settings.edit_steps, settings.workers) == ("demo", "cuda:1", 50, 0)
     assert settings.rate_limit == RateLimit(5, 1.0) and settings.trust_proxy and settings.stale_after_s == 12.5
+
+
+def test_a_relative_data_dir_is_made_absolute_once_against_the_start_up_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env({"I2EDIT_DATA_DIR": "var"})
+    monkeypatch.chdir("/")  # a library resolving paths against another directory later must not matter
+    assert settings.data_dir == tmp_path.resolve() / "var" and settings.images_dir.is_absolute()
+    assert Settings(data_dir=Path("~/i2")).data_dir == Path.home() / "i2"
 
 
 def test_cli_overrides_beat_the_environment_and_none_is_ignored():
