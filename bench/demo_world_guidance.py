@@ -101,7 +101,7 @@ def main() -> None:
 
     import torch
 
-    from data_tools.schema import read_dialogues
+    from dialogue.records import read_dialogues
     from editing.demo_world.evaluate import face_of
     from editing.demo_world.judge import load_judge
     from editing.demo_world.settings import demo_editor_settings, read_settings

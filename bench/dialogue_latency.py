@@ -32,7 +32,7 @@ def main() -> None:
 
     import torch
 
-    from data_tools.schema import read_dialogues
+    from dialogue.records import read_dialogues
     from dialogue.model import DialogueModel
 
     torch.set_num_threads(args.threads)

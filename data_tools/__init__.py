@@ -1,2 +1,3 @@
-"""I2Edit-format data: schema and validator, the dialogue simulator, CelebA-HQ attribute reader,
-corpus statistics, and the demo world's face renderer. Depends on `dialogue.ontology` only."""
+"""I2Edit-format data: the dialogue simulator, CelebA-HQ attribute reader, corpus statistics, and the demo
+world's face renderer. The record format itself is `dialogue.records`; this package depends on `dialogue`
+(ontology and records) and never the other way round."""

@@ -45,7 +45,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .schema import iter_problems
+    from dialogue.records import iter_problems
 
     bad = 0
     for name in args.files:
@@ -62,7 +62,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from .schema import read_dialogues
+    from dialogue.records import read_dialogues
     from .stats import corpus_stats, format_table
 
     dialogues = [d for name in args.files for d in read_dialogues(name)]

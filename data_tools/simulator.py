@@ -24,7 +24,7 @@ from .celeba import Profile, read_celeba_attributes, sample_profile
 from .phrasebank import (
     NOUN_REFERENTS, PRONOUNS, SYSTEM_VIEW, BankView, PhraseBank, assemble, noun_person, strip_end,
 )
-from .schema import Dialogue, Turn, write_dialogues
+from dialogue.records import Dialogue, Turn, write_dialogues
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Iterable
 
 from dialogue.ontology import VALUES, BeliefState, normalize_value
 
-from .schema import Dialogue
+from dialogue.records import Dialogue
 
 PAPER_TABLE_2 = {
     "dialogues": 12_000, "utterances": 96_269, "avg_turns": 4.0, "avg_utterances": 8.0, "avg_words_user": 11.5,

@@ -5,51 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The training options (shared by `i2edit train-dialogue` and `python -m dialogue.train`)."""
-    parser.add_argument("--data", type=Path, required=True, help="corpus directory with train.jsonl and val.jsonl")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="output directory: best model, checkpoint/ for --resume, train_log.jsonl")
-    start = parser.add_mutually_exclusive_group()
-    start.add_argument("--init", type=Path, help="fine-tune this HF T5 / PPTOD / trained model directory")
-    start.add_argument("--preset", help="train from scratch with this preset (scratch, tiny)")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=64, help="global batch size (default 64)")
-    parser.add_argument("--lr", type=float, default=None,
-                        help="AdamW learning rate (default 5e-5 with --init, the preset's own with --preset)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-dialogues", type=int, default=None,
-                        help="train on the first N training dialogues (default: all)")
-    parser.add_argument("--val-dialogues", type=int, default=None,
-                        help="validate on the first N validation dialogues (default: all)")
-    parser.add_argument("--save-every", type=int, default=200, help="steps between resumable checkpoints")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke runs)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
-    parser.add_argument("--response-ratio", type=float, default=1.0,
-                        help="share of the response examples trained on each epoch, drawn afresh per epoch "
-                             "(every tracking example is always used; default 1: all)")
-    parser.add_argument("--dropout", type=float, default=None,
-                        help="dropout rate while training (default: the model's own; the scratch preset has 0)")
-    parser.add_argument("--token-noise", type=float, default=0.0,
-                        help="share of context word pieces replaced by random ones in each batch (default 0)")
-    parser.add_argument("--deepen", type=int, default=1, metavar="N",
-                        help="start from an --init model with N times its layers: each block followed by N-1 "
-                             "copies that start as the identity, so the start computes what --init did "
-                             "(default 1: as it is)")
-
-
-def config_from_args(args: argparse.Namespace):
-    from dialogue.train import TrainConfig
-
-    return TrainConfig(
-        data_dir=args.data, out_dir=args.out, init=args.init, preset=args.preset, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, resume=args.resume, seed=args.seed,
-        train_dialogues=args.train_dialogues, val_dialogues=args.val_dialogues, save_every=args.save_every,
-        max_steps=args.max_steps, threads=args.threads, response_ratio=args.response_ratio,
-        dropout=args.dropout, token_noise=args.token_noise, deepen=args.deepen,
-    )
+from dialogue.train_config import add_train_arguments, config_from_args
 
 
 def register(subparsers) -> None:
@@ -83,7 +39,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from data_tools.schema import read_dialogues
+    from dialogue.records import read_dialogues
 
     from dialogue.evaluate import predict_dialogues, summarize, write_predictions
     from dialogue.model import DialogueModel

@@ -33,7 +33,7 @@ _SPACE_RE = re.compile(r"\s+")
 
 
 class TurnLike(Protocol):
-    """What a corpus turn provides (`data_tools.schema` turns satisfy it)."""
+    """What a corpus turn provides (`dialogue.records` turns satisfy it)."""
 
     user: str
     system: str

@@ -32,38 +32,13 @@ from dialogue.formats import (
 )
 from dialogue.metrics import joint_accuracy
 from dialogue.model import DialogueModel
+from dialogue.train_config import TrainConfig, add_train_arguments, config_from_args
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint"
 STATE_FILE = "state.pt"
 LOG_FILE = "train_log.jsonl"
-
-
-@dataclass
-class TrainConfig:
-    """What `i2edit train-dialogue` takes. Exactly one of `init`/`preset` when not resuming."""
-
-    data_dir: Path
-    out_dir: Path
-    init: Path | None = None          # an HF T5 / PPTOD / project-trained directory to fine-tune
-    preset: str | None = None         # or a from-scratch preset name (dialogue.presets)
-    epochs: int = 10
-    batch_size: int = 64              # global batch (all processes together)
-    lr: float | None = None           # None: 5e-5 with --init (the paper's), the preset's own with --preset
-    resume: bool = False
-    seed: int = 0
-    train_dialogues: int | None = None  # train on the first N training dialogues (None: all)
-    val_dialogues: int | None = None  # validate on the first N validation dialogues (None: all)
-    save_every: int = 200             # optimizer steps between resumable checkpoints
-    max_steps: int | None = None      # stop after this many optimizer steps in total (tests, smoke runs)
-    eval_batch_size: int = 128
-    warmup_ratio: float = 0.02
-    response_ratio: float = 1.0       # share of the response examples trained on per epoch (all tracking ones)
-    threads: int | None = None        # torch CPU threads per process
-    dropout: float | None = None      # set the model's dropout rate for this training (None: keep the model's)
-    token_noise: float = 0.0          # share of context word pieces replaced by random ones in each batch
-    deepen: int = 1                   # with `init`: that many blocks per block of it (dialogue.deepen)
 
 
 @dataclass
@@ -99,7 +74,7 @@ class Distributed:
 
 def read_split(data_dir: Path, split: str):
     """Validated dialogues of `DATA_DIR/<split>.jsonl` (raises naming the file when it is missing)."""
-    from data_tools.schema import read_dialogues
+    from dialogue.records import read_dialogues
 
     path = Path(data_dir) / f"{split}.jsonl"
     if not path.is_file():
@@ -421,8 +396,6 @@ def train(config: TrainConfig) -> TrainSummary:
 def main(argv: list[str] | None = None) -> int:
     """Entry point for `torchrun -m dialogue.train` (same options as `i2edit train-dialogue`)."""
     import argparse
-
-    from dialogue.cli import add_train_arguments, config_from_args
 
     parser = argparse.ArgumentParser(prog="python -m dialogue.train", description=__doc__.splitlines()[0])
     add_train_arguments(parser)

@@ -116,7 +116,7 @@ def run_edit(args) -> int:
 
 
 def run_eval(args) -> int:
-    from data_tools.schema import read_dialogues
+    from dialogue.records import read_dialogues
     from editing.evaluation import evaluate_editing, images_from_dir
     from editing.metrics import load_fid_inception
 

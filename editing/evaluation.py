@@ -184,7 +184,7 @@ def evaluate_editing(
 
     Args:
         editor: a loaded `Editor`.
-        dialogues: `data_tools.schema.Dialogue` records (anything with `dialogue_id`, `image` and `turns`
+        dialogues: `dialogue.records.Dialogue` records (anything with `dialogue_id`, `image` and `turns`
             whose items have a `belief_state` BeliefState).
         image_provider: dialogue -> PIL photo.
         modes: subset of ("multi", "single").

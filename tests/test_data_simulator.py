@@ -13,7 +13,7 @@ from data_tools.phrasebank import (
     FREE_FRAMES, HOLDOUT_SHARE, NOUN_REFERENTS, PRONOUNS, SYSTEM_VIEW, TRAIN, PhraseBank, assemble, content_words,
     noun_person,
 )
-from data_tools.schema import iter_problems, read_dialogues
+from dialogue.records import iter_problems, read_dialogues
 from data_tools.simulator import build_corpus, simulate_dialogue, split_sizes
 from data_tools.stats import values_named
 from dialogue.ontology import EXCLUSIVE_GROUPS, SLOT_VALUES, VALUES, BeliefState, conflicts_of, normalize_value

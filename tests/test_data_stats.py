@@ -6,7 +6,7 @@ import json
 import pytest
 
 from data_tools.phrasebank import PhraseBank
-from data_tools.schema import Dialogue, Turn
+from dialogue.records import Dialogue, Turn
 from data_tools.simulator import simulate_dialogue
 from data_tools.stats import PAPER_TABLE_2, corpus_stats, values_named
 from dialogue.ontology import VALUES, BeliefState

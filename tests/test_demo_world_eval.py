@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from data_tools.schema import Dialogue, Turn, write_dialogues
+from dialogue.records import Dialogue, Turn, write_dialogues
 from dialogue.ontology import BeliefState
 from server.cli import main
 

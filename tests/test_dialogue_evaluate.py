@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from data_tools.schema import read_dialogues  # noqa: E402
+from dialogue.records import read_dialogues  # noqa: E402
 from dialogue.evaluate import predict_dialogues, summarize  # noqa: E402
 from dialogue.model import DialogueModel, default_model_dir  # noqa: E402
 from dialogue.ontology import BeliefState  # noqa: E402

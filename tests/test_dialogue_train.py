@@ -178,7 +178,8 @@ def test_deepen_starts_from_a_deeper_copy_of_the_init_model(corpus, tmp_path):
 _DDP_RANK = """
 import os, sys, torch
 from pathlib import Path
-from dialogue.train import TrainConfig, train
+from dialogue.train import train
+from dialogue.train_config import TrainConfig
 torch.set_num_threads(1)
 corpus, out = Path(sys.argv[1]), Path(sys.argv[2])
 summary = train(TrainConfig(data_dir=corpus, out_dir=out, preset="tiny", epochs=1, batch_size=8, save_every=2))

@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from editing_pipe_fixtures import astronaut, coffee, editor, record_optimiser_texts, weight_set  # noqa: E402
 
-from data_tools.schema import read_dialogues  # noqa: E402
+from dialogue.records import read_dialogues  # noqa: E402
 from editing.evaluation import evaluate_editing, images_from_dir  # noqa: E402
 from server.cli import main  # noqa: E402
 

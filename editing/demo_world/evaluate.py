@@ -156,7 +156,7 @@ def evaluate_demo_world(split_file: Path | None = None, limit: int | None = None
                         weights_dir: Path = DEMO_SET_DIR, show_progress: bool = True) -> dict[str, Any]:
     """Run the evaluation and write `demo_world.json`, `demo_world.md` and `evaluate_editing`'s Table 4
     files into `out_dir`; returns the JSON object."""
-    from data_tools.schema import read_dialogues
+    from dialogue.records import read_dialogues
     from editing.demo_world.judge import load_judge
     from editing.demo_world.settings import demo_editor_settings, read_settings
     from editing.editor import Editor

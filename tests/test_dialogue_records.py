@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from data_tools.schema import (
+from dialogue.records import (
     MAX_LINE_BYTES, DataError, Dialogue, Problem, Turn, iter_problems, read_dialogues, write_dialogues,
 )
 from dialogue.ontology import BeliefState
