@@ -64,7 +64,12 @@ class Conversation(Base):
 
 
 class Turn(Base):
-    """A user utterance with the tracked state and the response; `parent_id` links the branch it continues."""
+    """A user utterance with the tracked state and the response; `parent_id` links the branch it continues.
+
+    `response` is what the user sees. When the server replaces the dialogue model's reply (nothing can be edited
+    in this conversation, see `server.chat.edit_blocker`), `model_response` keeps the model's own, which is what
+    the model gets back as history.
+    """
 
     __tablename__ = "turns"
     __table_args__ = (UniqueConstraint("conversation_id", "index", name="uq_turns_conversation_index"),)
@@ -75,7 +80,8 @@ class Turn(Base):
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("turns.id"), nullable=True)
     user_text: Mapped[str] = mapped_column(Text)
     belief_state: Mapped[dict[str, Any]] = mapped_column(JSON)
-    response: Mapped[str] = mapped_column(Text)
+    response: Mapped[str] = mapped_column(Text)  # the reply the user sees
+    model_response: Mapped[str | None] = mapped_column(Text, nullable=True)  # the model's, when `response` differs
     image_key: Mapped[str | None] = mapped_column(String(80), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

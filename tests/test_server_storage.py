@@ -73,7 +73,7 @@ def test_migrations_create_the_schema_the_models_describe(tmp_path):
     db.upgrade()  # idempotent
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     assert set(inspect(db.engine).get_table_names()) >= {"photos", "conversations", "turns", "edit_jobs"}
     db.dispose()
