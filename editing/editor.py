@@ -33,9 +33,11 @@ import torch
 from PIL import Image
 
 from dialogue.ontology import BeliefState
+from editing.critic import Critic
 from editing.image_tensors import pil_to_tensor, tensor_to_pil
 from editing.optimizer import OptimizerSettings, ProgressFn, optimize_latent
 from editing.prompts import attribute_texts, change_description, change_texts, description
+from editing.refine import RefineSettings, refine
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,9 @@ class EditResult:
     for (the optimiser's text, or with the per-attribute objective its texts in one sentence; None when
     nothing was optimised); `metrics`: `avg_rel`, `min_rel` (None for an empty state), `per_attribute`
     {value: cosine}, `identity` (ArcFace cosine to the aligned photo), `lpips` (None when skipped; the
-    reason is in `skipped`); `steps` run, `seconds` (whole call), `device`, `losses` of the last step.
+    reason is in `skipped`); with a calibrated critic also `verdicts` {value: present?} of the kept image and
+    `critique` (each round's scores and verdicts, `editing.refine.Refined.to_json`); `steps` run (refinement
+    included), `seconds` (whole call), `device`, `losses` of the last step.
     """
 
     image: Image.Image
@@ -171,11 +175,15 @@ class Editor:
 
     Build with `Editor.from_weights`. `settings` are the optimiser's (paper defaults, previews every 50
     steps when a progress callback is given). `align_faces`: whether `invert` aligns by default.
+    `critic`: per-value thresholds (from the weight set's manifest); with a calibrated one every edit is
+    critiqued and refined by `refine_settings` (`editing.refine`); without, edits run as they are and
+    `metrics["skipped"]["critic"]` says why there are no verdicts.
     """
 
     def __init__(self, generator, e4e, clip, identity=None, lpips=None, device: str | torch.device = "cpu",
                  settings: OptimizerSettings | None = None, align_faces: bool = True,
-                 skipped: dict[str, str] | None = None):
+                 skipped: dict[str, str] | None = None, critic: Critic | None = None,
+                 refine_settings: RefineSettings | None = None):
         self.device = resolve_device(device)
         self.generator = generator
         self.e4e = e4e
@@ -189,6 +197,12 @@ class Editor:
             self.skipped.setdefault("identity", "no identity network loaded")
         if lpips is None:
             self.skipped.setdefault("lpips", "no LPIPS network loaded")
+        self.critic = critic or Critic()
+        self.refine_settings = refine_settings or RefineSettings()
+        if not self.critic.calibrated:
+            self.skipped.setdefault("critic", "this weight set has no calibrated critic thresholds "
+                                              "(i2edit calibrate); edits are not checked value by value")
+            log.warning("no calibrated critic thresholds: edits run without per-value verdicts or refinement")
         if e4e.decoder.n_latent != generator.n_latent or e4e.decoder.style_dim != generator.style_dim:
             raise ValueError(
                 f"e4e gives [{e4e.decoder.n_latent}, {e4e.decoder.style_dim}] codes but the generator takes "
@@ -263,32 +277,58 @@ class Editor:
 
     def edit(self, inversion: Inversion, state: BeliefState, mode: str = "multi",
              previous: EditResult | None = None, steps: int | None = None, progress: ProgressFn | None = None,
-             cancel: threading.Event | None = None) -> EditResult:
+             cancel: threading.Event | None = None, refine_settings: RefineSettings | None = None) -> EditResult:
         """Edit the inverted photo towards `state` (see the module docstring for the modes).
 
         `steps` overrides the optimiser's step count; `progress(step, total, losses, preview_or_None)` is
-        called after every step (previews are PIL images); setting `cancel` raises
-        `editing.optimizer.Cancelled`.
+        called after every step (previews are PIL images; `total` includes the refinement budget, and
+        refinement steps carry `losses["round"]`); setting `cancel` raises `editing.optimizer.Cancelled`.
+        `refine_settings` overrides the editor's (e.g. more rounds to "try harder"; `rounds=0` turns
+        refinement off while keeping the verdicts).
         """
         plan = plan_edit(inversion, state, mode, previous)
         settings = self.settings if steps is None else dataclasses.replace(self.settings, steps=steps)
+        refining = refine_settings or self.refine_settings
+        critique = self.critic.calibrated and plan.text is not None
+        total = settings.steps + (refining.max_extra_steps(settings.steps) if critique else 0)
         with self._lock:
             started = time.perf_counter()
             start = plan.start.to(self.device)
+            anchor = plan.anchor.to(self.device)
             if plan.text is None:
                 with torch.no_grad():
                     image = self.generator.synthesis(start, randomize_noise=False)
                 w, steps_run, losses = start, 0, {}
             else:
-                result = optimize_latent(
-                    self.generator, self.clip, plan.clip_texts(settings.text_objective), start,
-                    plan.anchor.to(self.device), self.identity, settings, progress, cancel)
+                texts = plan.clip_texts(settings.text_objective)
+                forward = None if progress is None else (
+                    lambda step, _total, step_losses, preview: progress(step, total, step_losses, preview))
+                result = optimize_latent(self.generator, self.clip, texts, start, anchor, self.identity, settings,
+                                         forward, cancel)
                 image, w, steps_run, losses = result.image, result.w, result.steps, result.losses
+            critique_json = None
+            if critique:
+                refined = refine(self.generator, self.clip, self.identity, self.critic, texts, w, image, anchor,
+                                 lambda candidate: self.scores(candidate, state), settings, refining, progress,
+                                 cancel, step_offset=steps_run, total_steps=total)
+                image, w, steps_run = refined.image, refined.w, steps_run + refined.steps
+                critique_json = refined.to_json()
             metrics = self.measure(image, state, inversion)
+            if critique_json is not None:
+                metrics["verdicts"] = self.critic.verdicts(metrics["per_attribute"])
+                metrics["critique"] = critique_json
             seconds = time.perf_counter() - started
         return EditResult(image=tensor_to_pil(image), tensor=image.detach().cpu(), w=w.detach().cpu(), state=state,
                           mode=mode, text=plan.text, metrics=metrics, steps=steps_run, seconds=seconds,
                           device=str(self.device), losses=losses)
+
+    @torch.no_grad()
+    def scores(self, image: torch.Tensor, state: BeliefState) -> dict[str, float]:
+        """{value: CLIP cosine} of `image` [1, 3, H, W] for each value of `state` (the critic's input)."""
+        from editing.metrics import relevance
+
+        rel = relevance(self.clip, image.to(self.device), state)
+        return rel.per_attribute if rel else {}
 
     @torch.no_grad()
     def measure(self, image: torch.Tensor, state: BeliefState, inversion: Inversion) -> dict[str, Any]:

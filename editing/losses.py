@@ -17,21 +17,27 @@ class ClipLoss:
 
     `clip` is an `editing.clip_model.ClipScorer` (normalised `encode_image` / `encode_text` that do
     their own preprocessing); `texts` one text (StyleCLIP's objective) or several (the mean of their
-    terms: the per-attribute objective, one minus the AvgRel of paper eq. 1);
-    `__call__(images [B, 3, H, W] in [-1, 1]) -> [B]`.
+    terms: the per-attribute objective, one minus the AvgRel of paper eq. 1); `weights` one positive
+    weight per text for a weighted mean (the critic's refinement weights a value that fell short up;
+    default: equal); `__call__(images [B, 3, H, W] in [-1, 1]) -> [B]`.
     """
 
-    def __init__(self, clip, texts: str | Sequence[str]):
+    def __init__(self, clip, texts: str | Sequence[str], weights: Sequence[float] | None = None):
         self.clip = clip
         self.texts = (texts,) if isinstance(texts, str) else tuple(texts)
         if not self.texts:
             raise ValueError("ClipLoss needs at least one text")
+        weights = [1.0] * len(self.texts) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(self.texts) or min(weights) <= 0:
+            raise ValueError(f"need one positive weight per text ({len(self.texts)}), got {weights}")
         with torch.no_grad():
             self.target = clip.encode_text(list(self.texts)).detach()  # [T, D], unit norm
+        self.weights = torch.tensor(weights, dtype=torch.float32) / sum(weights)  # [T], sums to 1
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         features = self.clip.encode_image(images)  # [B, D], unit norm
-        return 1.0 - (features @ self.target.to(features.dtype).T).mean(dim=-1)
+        cosines = features @ self.target.to(features.dtype).T  # [B, T]
+        return 1.0 - cosines @ self.weights.to(cosines.device, cosines.dtype)
 
 
 class IdentityLoss:

@@ -104,6 +104,7 @@ def optimize_latent(
     settings: OptimizerSettings = OptimizerSettings(),
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    text_weights: Sequence[float] | None = None,
 ) -> OptimizationResult:
     """Optimise a W+ code towards `text`.
 
@@ -117,6 +118,7 @@ def optimize_latent(
         settings: hyperparameters (`OptimizerSettings`).
         progress: called after every step (see `ProgressFn`).
         cancel: set it to stop; the loop then raises `Cancelled`.
+        text_weights: one positive weight per text for the CLIP term's weighted mean (default equal).
 
     Returns an `OptimizationResult`; raises `Cancelled` when `cancel` is set.
     """
@@ -132,7 +134,7 @@ def optimize_latent(
         """The image the losses see: the full image, or in fast mode the skip RGB at `clip_size`."""
         return generator.synthesis(w, randomize_noise=False, max_resolution=loss_size)
 
-    clip_loss = ClipLoss(clip, text)
+    clip_loss = ClipLoss(clip, text, text_weights)
     id_loss = None
     if identity is not None and settings.id_lambda > 0:
         with torch.no_grad():
