@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-_PARTS = ("editing.weights_cli", "editing.edit_cli", "editing.demo_world_cli")
+_PARTS = ("editing.weights_cli", "editing.edit_cli", "editing.calibrate_cli", "editing.demo_world_cli")
 
 
 def register(subparsers) -> None:

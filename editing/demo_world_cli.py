@@ -42,6 +42,18 @@ def _ship(args) -> int:
     return 0
 
 
+def _calibrate(args) -> int:
+    _threads(args)
+    from editing.demo_world.critic_calibration import calibrate_demo_critic
+    from editing.weights import resolve_set
+
+    fitted, _ = calibrate_demo_critic(resolve_set(args.weights), n_faces=args.faces)
+    for value, threshold in fitted.items():
+        print(f"{value:16s} {threshold.threshold:+.4f}  balanced accuracy {threshold.balanced_accuracy:.3f}")
+    print(f"stored {len(fitted)} thresholds in the manifest of {args.weights}")
+    return 0
+
+
 def _eval(args) -> int:
     _threads(args)
     import json
@@ -80,6 +92,13 @@ def register(subparsers) -> None:
     ship.add_argument("--out", default=None, help="target directory (default editing/demo_set)")
     common(ship)
     ship.set_defaults(func=_ship)
+
+    calibrate = sub.add_parser("calibrate", help="fit the critic's per-value thresholds on held-out renders "
+                                                 "and store them in the weight set's manifest")
+    calibrate.add_argument("--weights", default="demo", help="demo-world weight set (default %(default)s)")
+    calibrate.add_argument("--faces", type=int, default=1024, help="held-out renders to fit on (default %(default)s)")
+    common(calibrate)
+    calibrate.set_defaults(func=_calibrate)
 
     ev = sub.add_parser("eval", help="multi- vs single-turn editing on the demo world (Table 4 + judge success)")
     ev.add_argument("--dialogues", default=None,

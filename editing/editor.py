@@ -216,6 +216,7 @@ class Editor:
         """Load every network of a weight set (`ffhq`, `demo`, a directory, a manifest, or a
         `editing.weights.WeightSet`). A set without a separate generator uses e4e's decoder.
         LPIPS is loaded when the set has its AlexNet file; otherwise it is reported as skipped."""
+        from editing.calibrate import read_critic
         from editing.metrics import load_lpips
         from editing.weights import EDIT_ROLES, resolve_set
 
@@ -242,7 +243,8 @@ class Editor:
             skipped["lpips"] = str(exc)
         log.info("editor ready: %s weights (%s), %d px generator, on %s", weight_set.name, weight_set.root,
                  generator.size, device)
-        return cls(generator, e4e, clip, identity, lpips, device, settings, align_faces, skipped)
+        critic = Critic.from_manifest(read_critic(weight_set))
+        return cls(generator, e4e, clip, identity, lpips, device, settings, align_faces, skipped, critic)
 
     # --- inversion -------------------------------------------------------------------------------
 
