@@ -81,10 +81,24 @@ def test_registry_records_are_well_formed():
     assert set(weights.FFHQ_SET) == set(ROLES)
     for rec in REGISTRY.values():
         assert rec.role in ROLES and rec.sources and rec.download_url.startswith("https://")
-        assert rec.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", rec.sha256)
+        assert rec.sha256 is None or re.fullmatch(r"[0-9a-f]{8}|[0-9a-f]{64}", rec.sha256)
+        if rec.sha256 is not None:  # published in the URL (OpenAI) or as torch.hub's file-name prefix
+            assert rec.sha256 in rec.download_url
     # OpenAI publishes the sha256 of ViT-B-32.pt in its URL; nobody publishes one for the Drive files.
     assert REGISTRY["clip-vit-b-32-torchscript"].sha256 in REGISTRY["clip-vit-b-32-torchscript"].download_url
+    assert REGISTRY["lpips-alexnet"].sha256 == "7be5be79" and REGISTRY["fid-inception"].sha256 == "6726825d"
     assert REGISTRY["stylegan2-ffhq-config-f"].sha256 is None
+
+
+def test_a_published_sha256_prefix_is_checked(tmp_path):
+    path = tmp_path / "file.bin"
+    path.write_bytes(b"weights")
+    digest = hashlib.sha256(b"weights").hexdigest()
+    ok = weights.check_file(path, digest[:8])
+    assert ok.status == "ok" and "published prefix" in ok.detail
+    assert weights.check_file(path, digest).status == "ok"
+    assert weights.check_file(path, "00000000").status == "mismatch"
+    assert weights.check_file(path, digest[:4]).status == "mismatch"  # too short to mean anything
     assert REGISTRY["ir-se50"].loader == "editing.identity.load_identity"
 
 
