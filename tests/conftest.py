@@ -1,11 +1,16 @@
-"""Suite-wide guards: no test may reach the network or a model hub."""
+"""Suite-wide guards: no test may reach the network or a model hub; a test that needs a system part
+(chromium, PostgreSQL, the dev extra's playwright and psycopg2) gives up through `system_parts` only."""
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import os
 import socket
+from types import ModuleType
+from typing import Mapping, NoReturn
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -48,8 +53,39 @@ def one_torch_thread():
     """Run a test with one torch intra-op thread. For tests on tiny tensors, extra threads only add
     contention (about 10x slower on a busy 2-core machine). Use with
     `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
-    torch = pytest.importorskip("torch")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+REQUIRE_SYSTEM_TESTS_ENV = "I2EDIT_REQUIRE_SYSTEM_TESTS"
+
+
+class SystemParts:
+    """What a test does when a system part it needs is absent: skip with the reason on a local run, fail with
+    the same reason when `$I2EDIT_REQUIRE_SYSTEM_TESTS` is set (`.ci/run` sets it, so CI cannot skip them)."""
+
+    def __init__(self, required: bool):
+        self.required = required
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> "SystemParts":
+        return cls(required=environ.get(REQUIRE_SYSTEM_TESTS_ENV, "") not in ("", "0"))
+
+    def missing(self, reason: str) -> NoReturn:
+        if self.required:
+            pytest.fail(f"{reason} (${REQUIRE_SYSTEM_TESTS_ENV} is set: this test must run)", pytrace=False)
+        pytest.skip(reason)
+
+    def import_module(self, name: str, reason: str) -> ModuleType:
+        """`import name`, or `missing(reason)` when it is not installed."""
+        try:
+            return importlib.import_module(name)
+        except ImportError as exc:
+            self.missing(f"{reason}: {exc}")
+
+
+@pytest.fixture(scope="session")
+def system_parts() -> SystemParts:
+    return SystemParts.from_environment()

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from dialogue.deepen import deepen  # noqa: E402
+from dialogue.deepen import deepen
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

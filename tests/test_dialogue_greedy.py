@@ -4,12 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+import transformers
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from dialogue import greedy  # noqa: E402
-from dialogue.model import DialogueModel  # noqa: E402
+from dialogue import greedy
+from dialogue.model import DialogueModel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

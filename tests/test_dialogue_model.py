@@ -6,12 +6,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from dialogue.formats import PPTOD_SPECIAL_TOKENS  # noqa: E402
-from dialogue.model import DialogueModel  # noqa: E402
-from dialogue.ontology import BeliefState  # noqa: E402
+from dialogue.formats import PPTOD_SPECIAL_TOKENS
+from dialogue.model import DialogueModel
+from dialogue.ontology import BeliefState
 
 TEXTS = [
     "make her smile please", "now black hair", "take the mustache off", "Done. What else do you want?",

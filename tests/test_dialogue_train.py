@@ -6,16 +6,15 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from dialogue.model import DialogueModel  # noqa: E402
-from dialogue.formats import RESPOND, TRACK  # noqa: E402
-from dialogue.train import (  # noqa: E402
+from dialogue.model import DialogueModel
+from dialogue.formats import RESPOND, TRACK
+from dialogue.train import (
     CHECKPOINT, LOG_FILE, STATE_FILE, TokenNoise, TrainConfig, collate, corpus_examples, corpus_texts,
     epoch_batches, epoch_examples, read_split, set_dropout, tokenize_examples, train,
 )
-from tests.dialogue_fixtures import write_corpus  # noqa: E402
+from tests.dialogue_fixtures import write_corpus
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -29,12 +29,11 @@ def chromium_path() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(system_parts):
     path = chromium_path()
     if path is None:
-        print("skipping the browser test: no chromium found (apt-get install chromium, or set I2EDIT_CHROMIUM)")
-        pytest.skip("no chromium executable (apt-get install chromium, or set I2EDIT_CHROMIUM)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+        system_parts.missing("no chromium executable (apt-get install chromium, or set I2EDIT_CHROMIUM)")
+    sync_api = system_parts.import_module("playwright.sync_api", "playwright (python) is not installed")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
         # Playwright's wait_for_function evaluates strings, which the page's CSP forbids (on purpose)

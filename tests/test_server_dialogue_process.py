@@ -7,12 +7,11 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from dialogue.model import DialogueModel  # noqa: E402
-from server.dialogue_process import DialogueProcess, DialogueProcessError  # noqa: E402
-from server.dialogue_service import DialogueService, load_dialogue  # noqa: E402
+from dialogue.model import DialogueModel
+from server.dialogue_process import DialogueProcess, DialogueProcessError
+from server.dialogue_service import DialogueService, load_dialogue
 
 TEXTS = ["make her smile please", "now black hair", "Done. What else do you want?",
          "[expression] smiling [hair color] black hair", "translate dialogue to belief state:"] * 20

@@ -1,4 +1,4 @@
-"""The server with the real parts: the shipped dialogue model (when this checkout has it) and the real `Editor`
+"""The server with the real parts: the shipped dialogue model (committed: its absence fails) and the real `Editor`
 on fixture weights from `i2edit weights make-fixtures` (random networks in the public formats), in the API and
 in headless Chromium (progress bar, edited image)."""
 from __future__ import annotations
@@ -11,7 +11,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from server_fixtures import FakeDialogue, LiveServer, make_settings, png_bytes, wait_for  # noqa: E402
 
+from dialogue.model import default_model_dir  # noqa: E402
 from dialogue.ontology import BeliefState  # noqa: E402
+from editing import fixtures  # noqa: E402
 from server.app import create_app, shutdown  # noqa: E402
 from server.dialogue_service import DialogueService, load_dialogue  # noqa: E402
 from server.editing_setup import probe_editing  # noqa: E402
@@ -28,21 +30,11 @@ def _one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def shipped_dialogue_dir() -> Path | None:
-    try:
-        from dialogue.model import default_model_dir
-    except ImportError:
-        return None
-    directory = default_model_dir()
-    return directory if (directory / "config.json").is_file() else None
-
-
 @pytest.fixture(scope="module")
 def dialogue():
-    """The shipped dialogue model behind the server's batching front, or a fake when it is not shipped yet."""
-    if shipped_dialogue_dir() is None:
-        yield None
-        return
+    """The shipped dialogue model behind the server's batching front."""
+    shipped = default_model_dir()
+    assert (shipped / "config.json").is_file(), f"the shipped dialogue model is missing from {shipped}"
     service, status = load_dialogue(None)
     assert service is not None, status.detail
     yield service
@@ -51,15 +43,12 @@ def dialogue():
 
 @pytest.fixture(scope="module")
 def fixture_weights(tmp_path_factory):
-    fixtures = pytest.importorskip("editing.fixtures", reason="editing.fixtures (make-fixtures) is not available")
     out = tmp_path_factory.mktemp("weights")
     fixtures.make_fixtures(out, size=32)
     return out
 
 
 def test_shipped_dialogue_model_through_the_api(tmp_path, dialogue):
-    if dialogue is None:
-        pytest.skip("the shipped dialogue model is not in this checkout (dialogue/shipped/)")
     app = create_app(make_settings(tmp_path, weights="none"), dialogue=dialogue.model)
     try:
         client = app.test_client()
@@ -84,19 +73,18 @@ def test_shipped_dialogue_model_through_the_api(tmp_path, dialogue):
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_real_editor_in_the_browser(tmp_path, dialogue, fixture_weights):
+def test_real_editor_in_the_browser(tmp_path, dialogue, fixture_weights, system_parts):
     """Upload, three turns, responses and chips, then the progress bar and the edited image from the real Editor."""
     from test_server_browser import CHROMIUM_ARGS, chromium_path
 
     path = chromium_path()
     if path is None:
-        print("skipping the browser test: no chromium found")
-        pytest.skip("no chromium executable (apt-get install chromium, or set I2EDIT_CHROMIUM)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+        system_parts.missing("no chromium executable (apt-get install chromium, or set I2EDIT_CHROMIUM)")
+    sync_api = system_parts.import_module("playwright.sync_api", "playwright (python) is not installed")
     editing = probe_editing(str(fixture_weights), "cpu", align="off", preview_every=1)
     assert editing.available, editing.detail
     settings = make_settings(tmp_path, edit_steps=3)
-    app = create_app(settings, dialogue=dialogue.model if dialogue else FakeDialogue(), editing=editing)
+    app = create_app(settings, dialogue=dialogue.model, editing=editing)
     server = LiveServer(app)
     photo = tmp_path / "face.png"
     photo.write_bytes(png_bytes((96, 96), (170, 130, 110)))
@@ -170,8 +158,6 @@ def test_worker_command_runs_the_servers_jobs(tmp_path, fixture_weights):
 
 def test_batched_turns_answer_like_single_turns(dialogue):
     """Turns that arrive together share one batched `predict`; each gets what a lone `step` would give."""
-    if dialogue is None:
-        pytest.skip("the shipped dialogue model is not in this checkout (dialogue/shipped/)")
     import threading
 
     turns = [([], "Please make her smile."), ([("Make him sad.", "Done. What else?")], "Add a goatee."),

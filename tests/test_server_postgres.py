@@ -1,7 +1,7 @@
 """The server on PostgreSQL: migrations, the API flow with an edit job, and exclusive claims.
 
 Uses `I2EDIT_TEST_POSTGRES_URL` when set; otherwise starts a throwaway PostgreSQL cluster (Unix socket only)
-when `initdb` and `pg_ctl` are installed; otherwise skips and says why.
+when `initdb` and `pg_ctl` are installed; otherwise skips and says why (fails when `.ci/run` requires it).
 """
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from server_fixtures import FakeDialogue, fake_editing, make_settings, wait_for  # noqa: E402
-
-psycopg2 = pytest.importorskip("psycopg2", reason="psycopg2 is not installed (pip install -e '.[postgres]')")
 
 from alembic.autogenerate import compare_metadata  # noqa: E402
 from alembic.migration import MigrationContext  # noqa: E402
@@ -41,24 +39,26 @@ def _pg_bin(name: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def server_url():
+def server_url(system_parts):
+    system_parts.import_module("psycopg2", "psycopg2 is not installed (pip install -e '.[postgres]')")
     if os.environ.get("I2EDIT_TEST_POSTGRES_URL"):
         yield os.environ["I2EDIT_TEST_POSTGRES_URL"]
         return
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not (initdb and pg_ctl):
-        pytest.skip("no PostgreSQL server: set I2EDIT_TEST_POSTGRES_URL or install postgresql (initdb, pg_ctl)")
+        system_parts.missing("no PostgreSQL server: set I2EDIT_TEST_POSTGRES_URL or install postgresql "
+                             "(initdb, pg_ctl)")
     root = Path(tempfile.mkdtemp(prefix="i2edit-pg-"))  # directly in /tmp: pytest's tmp is private to root
     data, sock = root / "data", root / "sock"
     sock.mkdir()
     as_user: list[str] = []
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser: cannot start a PostgreSQL cluster")
+            system_parts.missing("running as root without runuser: cannot start a PostgreSQL cluster")
         try:
             subprocess.run(["id", "postgres"], check=True, capture_output=True)
         except subprocess.CalledProcessError:
-            pytest.skip("running as root and there is no 'postgres' user to run PostgreSQL as")
+            system_parts.missing("running as root and there is no 'postgres' user to run PostgreSQL as")
         shutil.chown(root, "postgres")
         shutil.chown(sock, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
@@ -70,7 +70,8 @@ def server_url():
                        check=True, capture_output=True, text=True)
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"could not start a throwaway PostgreSQL cluster: {(exc.stderr or exc.stdout).strip()}")
+        system_parts.missing(f"could not start a throwaway PostgreSQL cluster: "
+                             f"{(exc.stderr or exc.stdout).strip()}")
     try:
         yield f"postgresql+psycopg2://postgres@/postgres?host={sock}"
     finally:
