@@ -5,8 +5,10 @@ always produces a message that names the file and says what to do.
 """
 from __future__ import annotations
 
-import logging
+import argparse
 import pickle
+import re
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -14,12 +16,17 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-log = logging.getLogger(__name__)
-
 _HOW_TO_FIX = (
     "download it again (`i2edit weights download`), check it with `i2edit weights verify`, "
     "or write test weights with `i2edit weights make-fixtures --out DIR`"
 )
+
+
+# The Python classes that public checkpoints hold besides tensors and plain containers: the training options
+# that rosinality's StyleGAN2 (`args`) and some e4e forks (`opts`) pickle as an `argparse.Namespace`.
+CHECKPOINT_CLASSES: tuple[type, ...] = (argparse.Namespace,)
+# `torch.serialization.safe_globals` edits one process-wide allowlist on enter and exit: one load at a time.
+_SAFE_GLOBALS_LOCK = threading.Lock()
 
 
 class CheckpointError(RuntimeError):
@@ -43,31 +50,29 @@ def is_torchscript_archive(path: Path) -> bool:
         return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
 
-def load_torch_file(path: str | Path, what: str = "checkpoint", allow_pickle: bool = True) -> Any:
-    """`torch.load` a local file onto the CPU.
+def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
+    """`torch.load` a local file onto the CPU with the safe loader (`weights_only=True`).
 
-    Tries `weights_only=True` first. The public StyleGAN2/e4e checkpoints were pickled by older code and
-    may hold plain Python objects (the e4e `opts`); if the safe loader refuses the file and
-    `allow_pickle` is true, it is read again with `weights_only=False` (only do this with files from
-    a source you trust: a pickle can run code). Unreadable files raise CheckpointError naming the file.
+    Besides tensors and plain containers, only `CHECKPOINT_CLASSES` are unpickled. A file that holds any
+    other Python object (a pickle can run code) raises CheckpointError naming the file and the refused
+    global, as does an unreadable file.
     """
     path = require_file(path, what)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with _SAFE_GLOBALS_LOCK, torch.serialization.safe_globals(list(CHECKPOINT_CLASSES)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" not in str(exc) and "Weights only load failed" not in str(exc):
+        refused = re.findall(r"GLOBAL ([\w.]+)", str(exc))
+        if not refused:
             raise CheckpointError(f"cannot read {what} file {path}: {exc}; {_HOW_TO_FIX}") from exc
-        if not allow_pickle:
-            raise CheckpointError(
-                f"{what} file {path} holds Python objects that the safe loader refuses; "
-                "load it with allow_pickle=True only if you trust its source"
-            ) from exc
-        log.warning("%s holds Python objects beyond tensors; loading it with weights_only=False", path)
+        known = ", ".join(f"{c.__module__}.{c.__qualname__}" for c in CHECKPOINT_CLASSES)
+        raise CheckpointError(
+            f"{what} file {path} holds a Python object that i2edit does not unpickle ({', '.join(refused)}); "
+            f"it reads tensors, plain containers and {known} only, because unpickling anything else can run code. "
+            "If you trust the file's source, load it yourself and save its tensors again as a plain dict "
+            f"(torch.save); otherwise {_HOW_TO_FIX}"
+        ) from exc
     except Exception as exc:  # truncated zip, not a torch file, ...
-        raise CheckpointError(f"cannot read {what} file {path}: {exc}; {_HOW_TO_FIX}") from exc
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
         raise CheckpointError(f"cannot read {what} file {path}: {exc}; {_HOW_TO_FIX}") from exc
 
 

@@ -1,9 +1,11 @@
 """Weights registry, weight sets, `i2edit weights` commands and downloads from a server on 127.0.0.1."""
 from __future__ import annotations
 
+import argparse
 import hashlib
 import http.server
 import json
+import pickle
 import re
 import threading
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 import torch
 
 from editing import weights
+from editing.checkpoints import CheckpointError, load_torch_file
 from editing.download import DownloadError, download, download_url
 from editing.weights import REGISTRY, ROLES, WeightFile, WeightRecord, resolve_set, weights_dir
 from server.cli import main as i2edit
@@ -230,3 +233,34 @@ def test_download_command_uses_the_mirror(server, tmp_path, monkeypatch, capsys)
     assert i2edit(["weights", "download", "clip-vit-b-32-torchscript", "--weights-dir", str(tmp_path), "--quiet"]) == 1
     assert "does not match" in capsys.readouterr().err
     assert not (tmp_path / "ViT-B-32.pt").exists()
+
+
+class _RunsCodeWhenUnpickled:
+    """Pickles as a call to `print`: what a hostile checkpoint can hide where a class would be."""
+
+    def __reduce__(self):
+        return (print, ("code ran while unpickling",))
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_checkpoints_load_known_classes_and_refuse_other_objects(tmp_path, capsys, zip_format):
+    known = tmp_path / "with_args.pt"
+    torch.save({"g_ema": {"w": torch.ones(2)}, "args": argparse.Namespace(size=64)}, known,
+               _use_new_zipfile_serialization=zip_format)
+    loaded = load_torch_file(known, "StyleGAN2 generator")
+    assert loaded["args"] == argparse.Namespace(size=64) and torch.equal(loaded["g_ema"]["w"], torch.ones(2))
+    with pytest.raises(pickle.UnpicklingError):  # the allowlist is the loader's own, not left in torch's
+        torch.load(known, weights_only=True)
+
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"g_ema": {"w": torch.ones(2)}, "args": _RunsCodeWhenUnpickled()}, hostile,
+               _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(CheckpointError, match=r"generator file .*hostile.pt holds a Python object that i2edit does "
+                                              r"not unpickle \(.*print\).*argparse.Namespace only"):
+        load_torch_file(hostile, "StyleGAN2 generator")
+    assert "code ran" not in capsys.readouterr().out
+
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(known.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="cannot read StyleGAN2 generator file .*truncated.pt"):
+        load_torch_file(truncated, "StyleGAN2 generator")
