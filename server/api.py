@@ -41,6 +41,18 @@ def _no_store(response: Response) -> Response:
 
 # --- conversations --------------------------------------------------------------------------------
 
+MAX_LIST = 200  # conversations one listing returns at most
+
+
+@bp.get("/conversations")
+def list_conversations():
+    limit = request.args.get("limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIST:
+        raise ApiError(400, "bad_request", f"limit must be a whole number from 1 to {MAX_LIST}")
+    summaries = chat.list_conversations(runtime(), owner_hash(request), int(limit))
+    return jsonify({"conversations": [_summary_json(s) for s in summaries]})
+
+
 @bp.post("/conversations")
 def create_conversation():
     rt = runtime()
@@ -98,6 +110,18 @@ def get_job(job_id: str):
     return jsonify(_job_json(job, turn_index))
 
 
+@bp.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id: str):
+    job, turn_index = chat.cancel_job(runtime(), job_id, owner_hash(request))
+    return jsonify(_job_json(job, turn_index))
+
+
+@bp.post("/jobs/<job_id>/retry")
+def retry_job(job_id: str):
+    job, turn_index, created = chat.retry_job(runtime(), job_id, owner_hash(request))
+    return jsonify(_job_json(job, turn_index)), 201 if created else 200
+
+
 @bp.get("/images/<key>")
 def image(key: str):
     rt = runtime()
@@ -140,6 +164,7 @@ def _job_json(job: EditJob | None, turn_index: int | None = None) -> dict | None
         "id": job.id, "status": job.status, "progress": round(job.progress, 4), "step": job.step,
         "total": job.total, "preview_url": _image_url(job.preview_key), "image_url": _image_url(job.image_key),
         "error": job.error, "turn": turn_index, "metrics": job.metrics,
+        "cancel_requested": bool(job.cancel_requested),
     }
 
 
@@ -148,6 +173,21 @@ def _turn_json(turn: Turn, parent_index: int | None, job: EditJob | None) -> dic
         "index": turn.index, "parent": parent_index, "user": turn.user_text, "belief_state": turn.belief_state,
         "response": turn.response, "image_url": _image_url(turn.image_key),
         "job": _job_json(job, turn.index), "created_at": turn.created_at.isoformat() + "Z",
+    }
+
+
+def _summary_json(summary: chat.ConversationSummary) -> dict:
+    conversation = summary.conversation
+    photo = conversation.photo
+    return {
+        "id": conversation.id,
+        "created_at": conversation.created_at.isoformat() + "Z",
+        "updated_at": conversation.updated_at.isoformat() + "Z",
+        "photo_source": photo.source if photo else None,
+        "turn_count": summary.turn_count,
+        "first_message": summary.first_message,
+        "last_message": summary.last_message,
+        "image_url": _image_url(summary.image_key),
     }
 
 
@@ -162,7 +202,8 @@ def _conversation_json(view: chat.ConversationView) -> dict:
             "url": _image_url(photo.image_key), "width": photo.width, "height": photo.height,
             "source": photo.source,
         },
-        "editing": {"available": view.editing_available, "detail": view.editing_detail},
+        "editing": {"available": view.editing_available, "detail": view.editing_detail,
+                    "blocker": view.editing_blocker},
         "head": index_of.get(conversation.head_turn_id),
         "path": view.path,
         "turns": [_turn_json(t, index_of.get(t.parent_id), view.latest_job.get(t.id)) for t in view.turns],

@@ -5,9 +5,13 @@ the head to its parent and "continue from here" starts a branch at any turn. Eve
 photo from the whole belief state (multi-turn mode), so a turn whose state some earlier turn already rendered
 reuses that image, and a new turn supersedes (cancels) edits still pending for other turns.
 
-Only one turn (or undo) at a time per conversation: a second concurrent request gets 409 at once (a lock per
-conversation in this process; across server processes, the unique (conversation, index) key refuses the second
+Only one turn (or undo, or retry) at a time per conversation: a second concurrent request gets 409 at once (a lock
+per conversation in this process; across server processes, the unique (conversation, index) key refuses the second
 turn's insert, also with 409).
+
+When nothing in a conversation can be edited (`edit_blocker`: no photo, an uploaded photo on weights that edit only
+their own sample faces, no weights at all), the reply the user sees says so and what to do, instead of the dialogue
+model's reply (which announces an edited image); the model's own reply is kept as its history.
 """
 from __future__ import annotations
 
@@ -39,10 +43,65 @@ class ConversationView:
     path: list[int]  # turn indices from the first turn to the head
     editing_available: bool
     editing_detail: str
+    editing_blocker: str | None  # `EditBlocker.code`, or None when the photo can be edited
+
+
+@dataclass(frozen=True)
+class EditBlocker:
+    """Why nothing in a conversation can be edited: a stable `code` for the page, a `detail` sentence for its
+    banner (what and what to do) and a short `reply` that replaces the dialogue model's."""
+
+    code: str  # "no_photo", "samples_only" or "no_weights"
+    detail: str
+    reply: str
+
+
+@dataclass
+class ConversationSummary:
+    """One line of the owner's conversation list."""
+
+    conversation: Conversation
+    turn_count: int
+    first_message: str | None
+    last_message: str | None  # the head turn's text
+    image_key: str | None  # the head's image (or its nearest rendered ancestor's), else the photo's
 
 
 def not_found(what: str = "conversation") -> ApiError:
     return ApiError(404, "not_found", f"no such {what} (or it belongs to someone else)")
+
+
+def edit_blocker(rt: Runtime, photo_source: str | None) -> EditBlocker | None:
+    """Why a conversation with a photo from `photo_source` ("upload", "sample:NAME", None) cannot be edited, or
+    None when it can."""
+    if rt.can_edit(photo_source):
+        return None
+    if not rt.editing.available:
+        return EditBlocker("no_weights", rt.editing.detail,
+                           "Nothing was edited: this server runs without editing weights (dialogue-only mode). "
+                           "It keeps track of your requirements.")
+    samples = "a sample face" if rt.sample_keys else None
+    if photo_source is None:
+        start_with = " or ".join(w for w in ("a photo" if rt.editing.real_photos else None, samples) if w)
+        return EditBlocker(
+            "no_photo",
+            f"This conversation has no photo, so nothing is edited. To see edits, start a new conversation with "
+            f"{start_with}.",
+            f"Nothing was edited: this conversation has no photo. To see edits, start a new conversation with "
+            f"{start_with}.")
+    what_to_do = (" To see edits, start a new conversation with a sample face." if samples else "")
+    note = rt.editing.real_photo_note or "These weights edit only their own sample faces, not uploaded photos."
+    return EditBlocker(
+        "samples_only", f"{note} Your photo is kept and you can chat about it, but it is not edited.{what_to_do}",
+        f"Nothing was edited: the weights on this server edit only their own sample faces, not uploaded "
+        f"photos.{what_to_do}")
+
+
+def honest_reply(state: BeliefState, blocker: EditBlocker) -> str:
+    """The reply shown instead of the model's when nothing can be edited: the requirements, then why not."""
+    wanted = ", ".join(state.values)
+    so_far = f"Your requirements so far: {wanted}." if wanted else "No requirements yet."
+    return f"{so_far} {blocker.reply}"
 
 
 def validate_text(text: object) -> str:
@@ -102,7 +161,7 @@ def post_turn(rt: Runtime, conversation_id: str, owner_hash: str | None, text: o
                 parent = by_index[parent_index]
             else:
                 raise ApiError(400, "unknown_parent_turn", f"this conversation has no turn {parent_index}")
-            history = [(t.user_text, t.response) for t in _lineage(parent, by_id)]
+            history = [(t.user_text, t.model_response or t.response) for t in _lineage(parent, by_id)]
             index = max(by_index, default=-1) + 1
         try:
             state, response = rt.dialogue.step(history, text)
@@ -110,10 +169,13 @@ def post_turn(rt: Runtime, conversation_id: str, owner_hash: str | None, text: o
             raise ApiError(400, "bad_text", str(exc)) from None
         except DialogueProcessError as exc:
             raise ApiError(503, "dialogue_unavailable", f"{exc}. Send the turn again.") from None
+        blocker = edit_blocker(rt, photo_source)
+        shown, model_response = (honest_reply(state, blocker), response) if blocker else (response, None)
         try:
             with rt.db.write() as session:
                 turn = Turn(conversation_id=conversation_id, index=index, parent_id=parent.id if parent else None,
-                            user_text=text, belief_state=state.to_dict(), response=response, created_at=utcnow())
+                            user_text=text, belief_state=state.to_dict(), response=shown,
+                            model_response=model_response, created_at=utcnow())
                 session.add(turn)
                 session.flush()
                 _move_head(session, conversation_id, turn.id)
@@ -196,7 +258,96 @@ def _supersede(session: Session, conversation_id: str, keep_turn_id: int | None)
                     .values(cancel_requested=True).execution_options(synchronize_session=False))
 
 
+# --- cancel and retry -----------------------------------------------------------------------------
+
+CANCELLED_BY_OWNER = "cancelled at your request"
+
+
+def cancel_job(rt: Runtime, job_id: str, owner_hash: str | None) -> tuple[EditJob, int]:
+    """Cancel a queued edit at once, or ask a running one to stop (its worker ends it within a moment).
+
+    Returns the job as it is now and its turn's index; 409 when the job has already ended.
+    """
+    with rt.db.write() as session:
+        job, turn_index = _owned_job(session, job_id, owner_hash)
+        now = utcnow()
+        stopped = session.execute(
+            update(EditJob).where(EditJob.id == job_id, EditJob.status == "queued")
+            .values(status="cancelled", error=CANCELLED_BY_OWNER, finished_at=now)
+            .execution_options(synchronize_session=False)).rowcount
+        if not stopped:
+            stopped = session.execute(
+                update(EditJob).where(EditJob.id == job_id, EditJob.status == "running")
+                .values(cancel_requested=True, error=CANCELLED_BY_OWNER)
+                .execution_options(synchronize_session=False)).rowcount
+        session.refresh(job)
+        if not stopped:
+            raise ApiError(409, "job_finished", f"the edit has already ended ({job.status}); there is nothing to "
+                                                "cancel")
+        return job, turn_index
+
+
+def retry_job(rt: Runtime, job_id: str, owner_hash: str | None) -> tuple[EditJob, int, bool]:
+    """Queue the edit of a failed or cancelled job's turn again (cancelling the conversation's other pending edits).
+
+    Returns (the job the turn now waits for, the turn's index, whether that job is new); 409 when the job is still
+    pending or done, or when the turn needs no edit (it has its image, asks for nothing, or cannot be edited).
+    """
+    with rt.db.read() as session:
+        conversation_id = _owned_job(session, job_id, owner_hash)[0].conversation_id
+    with rt.turn_locks.hold(conversation_id), rt.db.write() as session:
+        job, turn_index = _owned_job(session, job_id, owner_hash)
+        if job.status in ("queued", "running"):
+            raise ApiError(409, "job_pending", "the edit is still pending; wait for it, or cancel it first")
+        if job.status == "done":
+            raise ApiError(409, "job_done", "the edit is done; there is nothing to retry")
+        turn = session.get(Turn, job.turn_id)
+        conversation = _owned(session, conversation_id, owner_hash)
+        source = conversation.photo.source if conversation.photo else None
+        newer = session.scalar(select(EditJob).where(EditJob.turn_id == turn.id,
+                                                     EditJob.status.in_(("queued", "running"))))
+        again = _settle_image(rt, session, turn, source)
+        if again is None:  # (an image rendered meanwhile for the same requirements is kept: the commit below)
+            blocker = edit_blocker(rt, source)
+            reason = (blocker.detail if blocker else "the turn already has its image" if turn.image_key
+                      else "the turn asks for no change to the photo")
+    if again is None:
+        raise ApiError(409, "nothing_to_retry", f"nothing to edit again: {reason}")
+    rt.jobs_waiting.set()
+    return again, turn_index, newer is None
+
+
 # --- looking up -----------------------------------------------------------------------------------
+
+def list_conversations(rt: Runtime, owner_hash: str | None, limit: int) -> list[ConversationSummary]:
+    """The owner's conversations, the most recently changed first, at most `limit`."""
+    if owner_hash is None:
+        return []
+    with rt.db.read() as session:
+        conversations = session.scalars(
+            select(Conversation).where(Conversation.owner_hash == owner_hash)
+            .order_by(Conversation.updated_at.desc(), Conversation.created_at.desc()).limit(limit)
+            .options(selectinload(Conversation.photo))).all()
+        ids = [c.id for c in conversations]
+        turns: dict[str, dict[int, Row]] = {cid: {} for cid in ids}
+        if ids:
+            rows = session.execute(select(Turn.conversation_id, Turn.id, Turn.index, Turn.parent_id,
+                                          Turn.user_text, Turn.image_key)
+                                   .where(Turn.conversation_id.in_(ids))).all()
+            for row in rows:
+                turns[row.conversation_id][row.id] = row
+        out = []
+        for conversation in conversations:
+            by_id = turns[conversation.id]
+            first = min(by_id.values(), key=lambda t: t.index, default=None)
+            path = _lineage(by_id.get(conversation.head_turn_id), by_id)
+            rendered = [t.image_key for t in path if t.image_key]
+            photo_key = conversation.photo.image_key if conversation.photo else None
+            out.append(ConversationSummary(conversation, len(by_id), first.user_text if first else None,
+                                           path[-1].user_text if path else None,
+                                           rendered[-1] if rendered else photo_key))
+        return out
+
 
 def view_conversation(rt: Runtime, conversation_id: str, owner_hash: str | None) -> ConversationView:
     with rt.db.read() as session:
@@ -207,22 +358,16 @@ def view_conversation(rt: Runtime, conversation_id: str, owner_hash: str | None)
         by_id = {t.id: t for t in conversation.turns}
         head = by_id.get(conversation.head_turn_id) if conversation.head_turn_id else None
         path = [t.index for t in _lineage(head, by_id)]
-        source = conversation.photo.source if conversation.photo else None
-        return ConversationView(conversation, list(conversation.turns), latest, path,
-                                rt.can_edit(source), rt.editing_note(source))
+        blocker = edit_blocker(rt, conversation.photo.source if conversation.photo else None)
+        return ConversationView(conversation, list(conversation.turns), latest, path, blocker is None,
+                                blocker.detail if blocker else rt.editing.detail,
+                                blocker.code if blocker else None)
 
 
 def view_job(rt: Runtime, job_id: str, owner_hash: str | None) -> tuple[EditJob, int]:
     """The job and its turn's index; 404 unless the job's conversation belongs to `owner_hash`."""
     with rt.db.read() as session:
-        row = session.execute(
-            select(EditJob, Turn.index).join(Turn, Turn.id == EditJob.turn_id)
-            .join(Conversation, Conversation.id == EditJob.conversation_id)
-            .where(EditJob.id == job_id, Conversation.owner_hash == (owner_hash or "-"))
-        ).first()
-        if row is None:
-            raise not_found("job")
-        return row[0], row[1]
+        return _owned_job(session, job_id, owner_hash)
 
 
 def image_visible(rt: Runtime, key: str, owner_hash: str | None) -> bool:
@@ -258,6 +403,18 @@ def _owned(session: Session, conversation_id: str, owner_hash: str | None,
     return conversation
 
 
+def _owned_job(session: Session, job_id: str, owner_hash: str | None) -> tuple[EditJob, int]:
+    """The job and its turn's index; 404 unless the job's conversation belongs to `owner_hash`."""
+    row = session.execute(
+        select(EditJob, Turn.index).join(Turn, Turn.id == EditJob.turn_id)
+        .join(Conversation, Conversation.id == EditJob.conversation_id)
+        .where(EditJob.id == job_id, Conversation.owner_hash == (owner_hash or "-"))
+    ).first()
+    if row is None:
+        raise not_found("job")
+    return row[0], row[1]
+
+
 # What a new turn needs to know, built once (statement construction costs more than SQLite's lookup).
 _TURN_CONTEXT = (
     select(Conversation.head_turn_id, Photo.source,
@@ -265,14 +422,14 @@ _TURN_CONTEXT = (
     .outerjoin(Photo, Photo.id == Conversation.photo_id)
     .where(Conversation.id == bindparam("conversation_id"), Conversation.owner_hash == bindparam("owner_hash"))
 )
-_TURN_ROWS = (select(Turn.id, Turn.index, Turn.parent_id, Turn.user_text, Turn.response)
+_TURN_ROWS = (select(Turn.id, Turn.index, Turn.parent_id, Turn.user_text, Turn.response, Turn.model_response)
               .where(Turn.conversation_id == bindparam("conversation_id")))
 
 
 def _turn_context(conn: Connection, conversation_id: str, owner_hash: str | None
                   ) -> tuple[int | None, str | None, bool, list[Row]]:
     """(head turn id, photo source, whether an edit is queued or running, the turns as rows with `id`, `index`,
-    `parent_id`, `user_text`, `response`); 404 unless the conversation belongs to `owner_hash`."""
+    `parent_id`, `user_text`, `response`, `model_response`); 404 unless the conversation belongs to `owner_hash`."""
     row = conn.execute(_TURN_CONTEXT, {"conversation_id": conversation_id, "owner_hash": owner_hash or "-"}).first()
     if row is None:
         raise not_found()

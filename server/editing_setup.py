@@ -125,8 +125,8 @@ def _setup_for(weight_set, device: str, align: str, preview_every: int) -> Editi
 
     note = None
     if is_demo:
-        note = ("The demo weight set edits only its own sample faces: pick one of the samples. Real photos need "
-                "the FFHQ weights (`i2edit weights list` shows them, `i2edit weights download` fetches them).")
+        note = ("The demo weight set edits only its own sample faces; real photos need the FFHQ weights "
+                "(`i2edit weights list` shows them, `i2edit weights download` fetches them).")
     return EditingSetup(
         factory=factory,
         weights_id=f"{weight_set.name}:{weight_set.root.resolve()}:align={align_faces}",

@@ -73,13 +73,3 @@ class Runtime:
         if photo_source is None or not self.editing.available:
             return False
         return photo_source.startswith("sample:") or self.editing.real_photos
-
-    def editing_note(self, photo_source: str | None) -> str:
-        """A sentence for the page: what editing will do for this conversation, or why it will not."""
-        if not self.editing.available:
-            return self.editing.detail
-        if photo_source is None:
-            return "Upload a photo or pick a sample to edit it; without one, i2edit only chats."
-        if not self.can_edit(photo_source):
-            return self.editing.real_photo_note or "These weights cannot edit uploaded photos."
-        return self.editing.detail

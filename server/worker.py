@@ -229,6 +229,8 @@ class Worker:
             if job is None or job.worker_id != self.worker_id or job.status != "running":
                 return
             preview = job.preview_key
+            if status == "cancelled" and job.cancel_requested and job.error:
+                error = job.error  # the reason the canceller gave (e.g. the owner's cancel)
             job.status, job.error, job.finished_at, job.preview_key = status, error, utcnow(), None
         if preview:
             _drop_preview_if_unused(self.db, self.store, preview, keep_job=None)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 import threading
 from pathlib import Path
@@ -338,9 +339,12 @@ def test_dialogue_only_mode_is_said_on_the_page_and_in_the_api(make_app):
     page = client.get("/")
     assert page.status_code == 200 and "Dialogue-only mode" in page.get_data(as_text=True)
     conversation = upload(client, png_bytes()).get_json()
-    assert conversation["editing"] == {"available": False, "detail": "Dialogue-only mode: no editing weights were found."}
+    assert conversation["editing"] == {"available": False, "blocker": "no_weights",
+                                       "detail": "Dialogue-only mode: no editing weights were found."}
     body = turn(client, conversation["id"], "smile").get_json()["turn"]
     assert body["job"] is None and body["belief_state"] == {"expression": ["smiling"]}
+    assert body["response"].startswith("Your requirements so far: smiling. Nothing was edited")
+    assert "dialogue-only" in body["response"]
 
 
 def test_undo_moves_the_head_back(client):
@@ -370,20 +374,29 @@ def test_image_keys_cannot_escape_the_data_dir(client, tmp_path):
 def test_every_error_is_json(client):
     assert_error(client.get("/no/such/page"), 404)
     assert_error(client.delete("/api/conversations"), 405)
-    assert_error(client.get("/api/conversations"), 405)
+    assert_error(client.put("/api/conversations"), 405)
+    assert_error(client.get("/api/jobs/x/cancel"), 405)
 
 
-def test_openapi_documents_every_api_route(make_app):
+def test_openapi_documents_exactly_the_api_routes(make_app):
+    """The hand-kept spec: every API route documented, nothing documented that the app does not serve."""
     app = make_app()
     spec = app.test_client().get("/api/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
-    documented = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops}
+    documented = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops
+                  if method != "parameters"}
+    served = set()
     for rule in app.url_map.iter_rules():
-        if not rule.rule.startswith("/api/"):
-            continue
-        path = rule.rule.replace("<conversation_id>", "{id}").replace("<job_id>", "{id}").replace("<key>", "{key}")
-        for method in rule.methods - {"HEAD", "OPTIONS"}:
-            assert (path, method) in documented, (path, method)
+        if rule.rule.startswith("/api/"):
+            path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{" + {"conversation_id": "id", "job_id": "id"}.get(
+                m.group(1), m.group(1)) + "}", rule.rule)
+            served |= {(path, method) for method in rule.methods - {"HEAD", "OPTIONS"}}
+    assert documented == served
+    for path, ops in spec["paths"].items():  # every path parameter is declared
+        for method, op in ops.items():
+            names = {p.get("name") or spec["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]]["name"]
+                     for p in op.get("parameters", [])}
+            assert set(re.findall(r"{(\w+)}", path)) <= names, (path, method)
 
 
 def test_page_lists_samples_and_sends_security_headers(client):
@@ -462,3 +475,112 @@ def test_rate_limit_uses_forwarded_address_only_behind_a_trusted_proxy(make_app,
         assert client.post("/api/conversations", json={}, headers={"X-Forwarded-For": address}).status_code == 201
     other = client.post("/api/conversations", json={}, headers={"X-Forwarded-For": "10.0.0.2, 10.9.9.9"})
     assert other.status_code == (201 if trust_proxy else 429)
+
+
+# --- honest replies, cancel, retry, the conversation list --------------------------------------------
+
+def test_replies_say_why_nothing_was_edited_and_the_model_keeps_its_own(make_app, samples):
+    dialogue = FakeDialogue()
+    client = make_app(dialogue=dialogue, editing=fake_editing(samples=samples, real_photos=False)).test_client()
+    no_photo = start(client)
+    assert no_photo["editing"]["blocker"] == "no_photo" and "no photo" in no_photo["editing"]["detail"]
+    first = turn(client, no_photo["id"], "make her smile").get_json()["turn"]
+    assert first["response"] == ("Your requirements so far: smiling. Nothing was edited: this conversation has no "
+                                 "photo. To see edits, start a new conversation with a sample face.")
+    second = turn(client, no_photo["id"], "hello").get_json()["turn"]
+    assert second["response"].startswith("Your requirements so far: smiling. Nothing was edited")
+    assert dialogue.histories[-1] == [("make her smile", "Done: expression: smiling. What else?")]
+
+    uploaded = upload(client, png_bytes()).get_json()
+    assert uploaded["editing"]["blocker"] == "samples_only" and "`" not in uploaded["editing"]["detail"]
+    reply = turn(client, uploaded["id"], "hi there").get_json()["turn"]["response"]
+    assert reply.startswith("No requirements yet. Nothing was edited: the weights on this server edit only their "
+                            "own sample faces")
+    assert "Done" not in reply and "start a new conversation with a sample face" in reply
+
+    sample = start(client, sample="ada")
+    assert sample["editing"]["blocker"] is None
+    assert turn(client, sample["id"], "smile").get_json()["turn"]["response"].startswith("Done")
+
+
+def test_cancel_a_running_and_a_queued_edit(make_app, samples):
+    gate = threading.Event()
+    app = make_app(editing=fake_editing(samples=samples, gate=gate))
+    client = app.test_client()
+    first = turn(client, start(client, sample="ada")["id"], "smile").get_json()["turn"]["job"]
+    wait_for(lambda: client.get(f"/api/jobs/{first['id']}").get_json()["status"] == "running")
+    second = turn(client, start(client, sample="ada")["id"], "black hair").get_json()["turn"]["job"]
+    assert second["status"] == "queued"  # the one worker is busy with the first
+
+    queued = client.post(f"/api/jobs/{second['id']}/cancel")
+    assert queued.status_code == 200
+    assert queued.get_json()["status"] == "cancelled" and queued.get_json()["error"] == "cancelled at your request"
+    running = client.post(f"/api/jobs/{first['id']}/cancel").get_json()
+    assert running["status"] == "running" and running["cancel_requested"] is True
+    stopped = wait_for(lambda: (j := client.get(f"/api/jobs/{first['id']}").get_json())["status"] != "running"
+                       and j)
+    assert stopped["status"] == "cancelled" and stopped["error"] == "cancelled at your request"
+
+    assert_error(client.post(f"/api/jobs/{first['id']}/cancel"), 409, "job_finished")
+    assert_error(app.test_client().post(f"/api/jobs/{second['id']}/cancel"), 404, "not_found")
+    assert_error(client.post("/api/jobs/nope/cancel"), 404, "not_found")
+
+
+def test_retry_queues_the_turn_again_until_it_is_done(make_app, samples):
+    gate = threading.Event()
+    client = make_app(editing=fake_editing(samples=samples, gate=gate)).test_client()
+    cid = start(client, sample="ada")["id"]
+    job = turn(client, cid, "smile").get_json()["turn"]["job"]
+    assert_error(client.post(f"/api/jobs/{job['id']}/retry"), 409, "job_pending")
+    client.post(f"/api/jobs/{job['id']}/cancel")
+    wait_for(lambda: client.get(f"/api/jobs/{job['id']}").get_json()["status"] == "cancelled")
+
+    retried = client.post(f"/api/jobs/{job['id']}/retry")
+    assert retried.status_code == 201
+    again = retried.get_json()
+    assert again["id"] != job["id"] and again["status"] in ("queued", "running") and again["turn"] == 0
+    assert client.post(f"/api/jobs/{job['id']}/retry").get_json()["id"] == again["id"]  # already waiting: 200
+    gate.set()
+    done = wait_for(lambda: (j := client.get(f"/api/jobs/{again['id']}").get_json())["status"] == "done" and j)
+    view = client.get(f"/api/conversations/{cid}").get_json()
+    assert view["turns"][0]["image_url"] == done["image_url"] and view["turns"][0]["job"]["id"] == again["id"]
+    assert_error(client.post(f"/api/jobs/{again['id']}/retry"), 409, "job_done")
+    assert_error(client.post(f"/api/jobs/{job['id']}/retry"), 409, "nothing_to_retry")  # the turn has its image
+
+
+def test_retry_a_failed_edit_runs_it_again(make_app, samples):
+    client = make_app(editing=fake_editing(samples=samples, fail="out of memory")).test_client()
+    cid = start(client, sample="ada")["id"]
+    job = turn(client, cid, "smile").get_json()["turn"]["job"]
+    failed = wait_for(lambda: (j := client.get(f"/api/jobs/{job['id']}").get_json())["status"] == "failed" and j)
+    assert "out of memory" in failed["error"]
+    again = client.post(f"/api/jobs/{job['id']}/retry").get_json()
+    assert again["id"] != job["id"]
+    assert wait_for(lambda: client.get(f"/api/jobs/{again['id']}").get_json()["status"] == "failed")
+
+
+def test_conversation_list_is_the_owners_newest_first(make_app):
+    app = make_app()
+    client, stranger = app.test_client(), app.test_client()
+    assert client.get("/api/conversations").get_json() == {"conversations": []}  # no cookie yet
+    older = start(client, sample="ada")
+    turn(client, older["id"], "smile")
+    turn(client, older["id"], "black hair")
+    client.post(f"/api/conversations/{older['id']}/undo")
+    newer = start(client)
+    start(stranger)
+    listed = client.get("/api/conversations").get_json()["conversations"]
+    assert [c["id"] for c in listed] == [newer["id"], older["id"]]
+    assert listed[0] == {"id": newer["id"], "created_at": newer["created_at"], "updated_at": listed[0]["updated_at"],
+                         "photo_source": None, "turn_count": 0, "first_message": None, "last_message": None,
+                         "image_url": None}
+    assert (listed[1]["photo_source"], listed[1]["turn_count"]) == ("sample:ada", 2)
+    assert (listed[1]["first_message"], listed[1]["last_message"]) == ("smile", "smile")  # the head after undo
+    assert listed[1]["image_url"] in (older["photo"]["url"], wait_for(
+        lambda: client.get(f"/api/conversations/{older['id']}").get_json()["turns"][0]["image_url"]))
+    turn(client, older["id"], "lipstick")  # a new turn moves it to the top
+    assert client.get("/api/conversations").get_json()["conversations"][0]["id"] == older["id"]
+    assert [c["id"] for c in client.get("/api/conversations?limit=1").get_json()["conversations"]] == [older["id"]]
+    for bad in ("0", "201", "x", "-1"):
+        assert_error(client.get(f"/api/conversations?limit={bad}"), 400, "bad_request")
+    assert len(stranger.get("/api/conversations").get_json()["conversations"]) == 1
