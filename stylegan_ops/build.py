@@ -1,6 +1,6 @@
 """Lazy build of the CUDA extension (`csrc/`) with `torch.utils.cpp_extension.load` and ninja.
 
-Nothing here runs at import. `load_plugin(device)` builds on first use, into
+Nothing here runs at import. `load_build(device)` (or `load_plugin`) builds on first use, into
 `cache_root() / "<source key>-<arch key>"`, where the source key hashes the C++/CUDA sources and
 the torch, CUDA and Python versions, and the arch key the list of GPU architectures compiled for.
 A later process (or another arch list that covers the GPU, such as the one `i2edit ops build`
@@ -35,7 +35,7 @@ CACHE_ENV_VAR = "I2EDIT_OPS_CACHE"
 ARCHS_FILE = "archs.txt"
 
 _lock = threading.Lock()
-_plugin: ModuleType | None = None
+_loaded: "BuildResult | None" = None
 _failure: "OpsBuildError | None" = None
 
 
@@ -80,22 +80,28 @@ def cache_root() -> Path:
 
 
 def load_plugin(device: torch.device) -> ModuleType:
-    """The extension for a CUDA `device`, built on the first call; later calls return it at once.
+    """The extension module for a CUDA `device` (see `load_build`); raises `OpsBuildError`."""
+    return load_build(device).module
+
+
+def load_build(device: torch.device) -> BuildResult:
+    """The extension for a CUDA `device` and where it was built, built on the first call; later calls
+    return it at once.
 
     A failure is remembered, so the build is attempted once per process; raises `OpsBuildError`.
     """
-    global _plugin, _failure
-    if _plugin is not None:
-        return _plugin
+    global _loaded, _failure
+    if _loaded is not None:
+        return _loaded
     with _lock:
-        if _plugin is None and _failure is None:
+        if _loaded is None and _failure is None:
             try:
-                _plugin = _load_for_device(device).module
+                _loaded = _load_for_device(device)
             except OpsBuildError as exc:
                 _failure = exc
         if _failure is not None:
             raise _failure
-        return _plugin  # type: ignore[return-value]
+        return _loaded  # type: ignore[return-value]
 
 
 def build(archs: list[str] | None = None, verbose: bool = False) -> BuildResult:

@@ -1,9 +1,10 @@
 """`upfirdn2d`: upsample by zero insertion, pad/crop, FIR-filter, downsample (rosinality convention).
 
 See `upfirdn2d_params` for the exact definition and output size. The reference path (`impl="ref"`,
-and "auto" on CPU) is `upfirdn2d_ref.upfirdn2d_fast` (depthwise transposed/strided convolutions); `upfirdn2d_ref.upfirdn2d_simple` is the definition written out and
-serves as the test oracle. The CUDA path is a direct polyphase kernel whose backward is the same
-op with the adjoint parameters, so it is differentiable twice as well.
+and "auto" on CPU) is `upfirdn2d_ref.upfirdn2d_fast` (depthwise transposed/strided convolutions);
+`upfirdn2d_ref.upfirdn2d_simple` is the definition written out and serves as the test oracle. The
+CUDA path (`upfirdn2d_cuda`) is a direct polyphase kernel whose backward is the same op with the
+adjoint parameters, so it is differentiable twice as well.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Sequence
 import torch
 
 from stylegan_ops import impl as impl_choice
+from stylegan_ops.upfirdn2d_cuda import upfirdn2d_kernels
 from stylegan_ops.upfirdn2d_params import UpFirDnParams
 from stylegan_ops.upfirdn2d_ref import upfirdn2d_fast
 
@@ -49,28 +51,5 @@ def upfirdn2d(
         plugin = None  # "auto": the reference path gives the kernel its gradient
     if plugin is None:
         return upfirdn2d_fast(x, kernel, params)
-    return _UpFirDn2d.apply(x, kernel, (plugin, params))
+    return upfirdn2d_kernels(plugin, x, kernel, params)
 
-
-class _UpFirDn2d(torch.autograd.Function):
-    """The CUDA kernel; the input gradient is `_UpFirDn2d` with the flipped kernel and adjoint parameters."""
-
-    @staticmethod
-    def forward(ctx, x, kernel, config):
-        plugin, p = config
-        ctx.config = config
-        ctx.in_size = (x.shape[2], x.shape[3])
-        ctx.save_for_backward(kernel)
-        return plugin.upfirdn2d(
-            x.contiguous(), kernel.contiguous(), p.up_x, p.up_y, p.down_x, p.down_y, p.pad_x0, p.pad_x1, p.pad_y0, p.pad_y1
-        )
-
-    @staticmethod
-    def backward(ctx, dy):
-        (kernel,) = ctx.saved_tensors
-        plugin, p = ctx.config
-        dx = None
-        if ctx.needs_input_grad[0]:
-            adjoint = p.adjoint(*ctx.in_size, kernel.shape[0], kernel.shape[1])
-            dx = _UpFirDn2d.apply(dy, kernel.flip([0, 1]), (plugin, adjoint))
-        return dx, None, None

@@ -38,7 +38,7 @@ needs_toolchain = pytest.mark.skipif(_can_build() is not None, reason=f"cannot b
 @pytest.fixture
 def fresh_plugin_state(monkeypatch):
     """Forget any loaded extension, remembered failure and warning, for this test only."""
-    monkeypatch.setattr(build, "_plugin", None)
+    monkeypatch.setattr(build, "_loaded", None)
     monkeypatch.setattr(build, "_failure", None)
     monkeypatch.setattr(impl, "_warned", False)
 

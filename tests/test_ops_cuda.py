@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
 
-from stylegan_ops import ACTIVATIONS, build, fused_bias_act, impl, make_kernel, upfirdn2d
+from stylegan_ops import ACTIVATIONS, build, fused_bias_act, impl, make_kernel, selfcheck, upfirdn2d
 from stylegan_ops.upfirdn2d_params import UpFirDnParams
 from stylegan_ops.upfirdn2d_ref import upfirdn2d_simple
 
@@ -32,6 +32,14 @@ def test_auto_uses_the_extension_for_cuda_tensors(plugin):
     x = torch.zeros(1, 1, 4, 4, device="cuda")
     assert impl.cuda_plugin("auto", x, "upfirdn2d") is plugin
     assert impl.cuda_plugin("ref", x, "upfirdn2d") is None
+
+
+def test_self_check_passes_on_this_gpu(plugin):
+    """The check that gates impl='auto', run afresh here (not read from the cache)."""
+    verdict = selfcheck.run_checks(plugin, torch.device("cuda", torch.cuda.current_device()))
+    failures = [c.describe() for c in verdict.cases if not c.ok]
+    assert not failures, "\n".join(failures)
+    assert verdict.seconds < 2.0, f"the self-check took {verdict.seconds:.2f} s; the budget is 2 s"
 
 
 UPFIRDN_CASES = [

@@ -14,7 +14,8 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 from stylegan_ops import ACTIVATIONS, fused_bias_act, impl, make_kernel, upfirdn2d
-from stylegan_ops.bias_act import _BiasAct, bias_act_ref
+from stylegan_ops.bias_act_cuda import _BiasAct
+from stylegan_ops.bias_act_ref import bias_act_ref
 from stylegan_ops.upfirdn2d_params import UpFirDnParams
 from stylegan_ops.upfirdn2d_ref import upfirdn2d_simple
 
