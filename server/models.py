@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 tables: conversations, turns (a tree, for branching), photos, edit jobs.
+"""SQLAlchemy 2 tables: conversations, turns (a tree, for branching), photos, edit jobs; the database image
+store's blobs and the shared rate-limit counters.
 
 Times are naive UTC `datetime`s (SQLite has no time zones). The schema is created and upgraded only by the
 Alembic migrations in `server/migrations/`; a test checks that they and these classes agree.
@@ -9,7 +10,9 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
@@ -120,3 +123,25 @@ class EditJob(Base):
         if self.status == "done":
             return 1.0
         return min(1.0, self.step / self.total) if self.total else 0.0
+
+
+class StoredBlob(Base):
+    """An image or cached inversion in the database store (`I2EDIT_STORE=database`), keyed `<sha256>.<ext>`."""
+
+    __tablename__ = "stored_blobs"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RateLimitWindow(Base):
+    """How many state-changing requests one client made in one fixed window of the rate limit (shared by every
+    web process); `window_start` is in whole seconds since the epoch."""
+
+    __tablename__ = "rate_limit_windows"
+
+    client: Mapped[str] = mapped_column(String(100), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hits: Mapped[int] = mapped_column(Integer)
