@@ -137,11 +137,9 @@ def main() -> None:
     parser.add_argument("--one-fast", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    import torch
+    from dialogue.device import resolve_device
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(args.device))
     steps = args.steps or (FULL_TURN if device.startswith("cuda") else 5)
     if steps < 2:
         parser.error("--steps must be at least 2 (the first step includes warm-up)")

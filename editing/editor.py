@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dialogue.device import resolve_device
 from dialogue.ontology import BeliefState
 from editing.critic import Critic
 from editing.image_tensors import pil_to_tensor, tensor_to_pil
@@ -161,13 +162,6 @@ def plan_edit(inversion: Inversion, state: BeliefState, mode: str = "multi",
     before = BeliefState() if previous is None else previous.state
     start = inversion.w_s if previous is None else previous.w
     return EditPlan(start, start, change_description(state, before), change_texts(state, before))
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """`auto` → CUDA when available, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class Editor:

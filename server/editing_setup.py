@@ -12,6 +12,7 @@ from typing import Any, Callable, Protocol
 
 from PIL import Image
 
+from dialogue.device import resolve_device
 from dialogue.ontology import BeliefState
 
 log = logging.getLogger(__name__)
@@ -68,15 +69,6 @@ def find_samples(folder: Path | None) -> dict[str, Path]:
     return {p.stem: p for p in sorted(Path(folder).iterdir()) if p.suffix.lower() in SAMPLE_SUFFIXES}
 
 
-def resolve_device(device: str) -> str:
-    """`auto` -> `cuda` when a GPU is visible, else `cpu`; anything else unchanged."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def probe_editing(weights: str, device: str, align: str = "auto", preview_every: int = 10) -> EditingSetup:
     """Find the weight set `weights` (`auto`: `ffhq`, then `demo`; `none`: off) and say how to build editors.
 
@@ -101,7 +93,7 @@ def probe_editing(weights: str, device: str, align: str = "auto", preview_every:
         if missing:
             problems.append(f"{weight_set.name}: {', '.join(missing)} missing in {weight_set.root}")
             continue
-        return _setup_for(weight_set, resolve_device(device), align, preview_every)
+        return _setup_for(weight_set, str(resolve_device(device)), align, preview_every)
     return dialogue_only("no complete editing weight set was found (" + "; ".join(problems) + "). "
                          "`i2edit weights list` shows what is missing and how to get it.")
 
