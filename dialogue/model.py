@@ -16,6 +16,7 @@ from typing import Sequence
 import torch
 
 from dialogue import greedy
+from dialogue.device import resolve_device
 from dialogue.formats import (
     PROMPTS, SPAN_TOKENS, TASKS, TRACK, Prediction, build_context, check_user_text, parse_belief, parse_response,
 )
@@ -102,8 +103,7 @@ class DialogueModel:
         check_model_dir(directory)
         tokenizer = AutoTokenizer.from_pretrained(directory)
         model = T5ForConditionalGeneration.from_pretrained(directory)
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        return cls(model.to(device), tokenizer, DialogueSettings.load(directory))
+        return cls(model.to(resolve_device(device)), tokenizer, DialogueSettings.load(directory))
 
     @classmethod
     def from_preset(cls, name: str, texts: Sequence[str], seed: int = 0) -> "DialogueModel":
