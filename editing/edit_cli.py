@@ -1,4 +1,5 @@
-"""`i2edit edit` (one photo, one set of requirements) and `i2edit eval-editing` (Table 4 over dialogues)."""
+"""`i2edit edit` (one photo, one set of requirements) and `i2edit eval-editing` (Table 4 over dialogues, with an
+HTML report)."""
 from __future__ import annotations
 
 import argparse
@@ -22,11 +23,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast", action="store_true",
                         help="compute the CLIP and identity losses on the generator's 256 px RGB output "
                              "(faster backward pass; not the paper's setting)")
-    parser.add_argument("--text-objective", choices=TEXT_OBJECTIVES, default="description",
+    parser.add_argument("--text-objective", choices=TEXT_OBJECTIVES, default=None,
                         help="description: one text for the whole request (the paper's); per_attribute: the mean "
-                             "of one CLIP term per requested value (default: %(default)s)")
+                             "of one CLIP term per requested value (default: description; the demo set's own "
+                             "setting with --weights demo)")
     parser.add_argument("--no-align", action="store_true",
-                        help="skip face detection and alignment: the photo is already an FFHQ-style face crop")
+                        help="skip face detection and alignment: the photo is already an FFHQ-style face crop "
+                             "(always so with the demo set, whose faces are rendered aligned)")
 
 
 def register(subparsers) -> None:
@@ -48,7 +51,8 @@ def register(subparsers) -> None:
     ev = subparsers.add_parser(
         "eval-editing", help="edit every turn of I2Edit dialogues and write Table 4 (FID, LPIPS, MinRel, AvgRel)",
         description="Edit every turn of every dialogue from its gold belief state, in multi-turn and/or single-turn "
-                    "mode, and write table4.md, table4.json (with MinRel/AvgRel per turn) and turns.jsonl.")
+                    "mode, and write table4.md, table4.json (with MinRel/AvgRel per turn), turns.jsonl and "
+                    "report.html (the table, plots by turn and a contact sheet per dialogue).")
     ev.add_argument("--dialogues", required=True, help="I2Edit JSONL file")
     ev.add_argument("--images", required=True, help="folder that the dialogues' `image` paths are relative to")
     ev.add_argument("--out", required=True, help="output directory")
@@ -66,11 +70,26 @@ def _weight_set(args):
 
 
 def _editor(args, weight_set):
+    """The editor the flags ask for. The demo set edits with its own optimiser settings and without alignment
+    (as the chat server does); --fast and --text-objective override the settings."""
+    import dataclasses
+
     from editing.editor import Editor
     from editing.optimizer import OptimizerSettings
 
-    settings = OptimizerSettings(clip_size=256 if args.fast else None, text_objective=args.text_objective)
-    return Editor.from_weights(weight_set, device=args.device, settings=settings, align_faces=not args.no_align)
+    is_demo = weight_set.name == "demo"
+    if is_demo:
+        from editing.demo_world.settings import demo_editor_settings
+
+        settings = demo_editor_settings(weight_set.root)
+    else:
+        settings = OptimizerSettings()
+    overrides = {"clip_size": 256} if args.fast else {}
+    if args.text_objective:
+        overrides["text_objective"] = args.text_objective
+    settings = dataclasses.replace(settings, **overrides)
+    return Editor.from_weights(weight_set, device=args.device, settings=settings,
+                               align_faces=not (args.no_align or is_demo))
 
 
 def run_edit(args) -> int:
@@ -119,6 +138,7 @@ def run_eval(args) -> int:
     from dialogue.records import read_dialogues
     from editing.evaluation import evaluate_editing, images_from_dir
     from editing.metrics import load_fid_inception
+    from editing.report import write_report
 
     dialogues = read_dialogues(args.dialogues)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -134,6 +154,8 @@ def run_eval(args) -> int:
                               steps=args.steps, out_dir=None if args.no_images else out,
                               fid_inception=fid, fid_skipped=fid_skipped)
     paths = report.write(out)
+    paths["report"] = write_report(out, report.records, f"Editing evaluation of {Path(args.dialogues).name}",
+                                   report.to_markdown(), report.originals, modes=modes, sheets=not args.no_images)
     print(report.to_markdown())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -18,6 +18,7 @@ Conventions (also written into the report):
 (`images_from_dir` reads `dialogue.image` under a folder), and `per_turn_hook(dialogue, turn_index,
 mode, result)` may return a dict that is stored in the turn's record under `extra` (e.g. an attribute
 judge's verdict). `turn_index` is 0-based (an index into `dialogue.turns`); reports number turns from 1.
+`editing.report.write_report` turns an evaluation's records into an HTML report with plots and contact sheets.
 """
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 
 ImageProvider = Callable[[Any], Image.Image]
 TurnHook = Callable[[Any, int, str, EditResult], "dict | None"]
+# Where a run's belief states came from (Table 4's "Input" column) -> how the report's first line says it.
+INPUTS = {"UER": "gold belief states (UER)", "tracked": "belief states tracked by the dialogue model",
+          "given": "belief states given in the script", "tracked+given": "belief states tracked or given"}
 
 
 def images_from_dir(directory: str | Path) -> ImageProvider:
@@ -55,7 +59,8 @@ def images_from_dir(directory: str | Path) -> ImageProvider:
 
 @dataclass
 class TurnRecord:
-    """One edited turn. `turn` counts from 1; metrics as in `EditResult.metrics`."""
+    """One edited turn. `turn` counts from 1; metrics as in `EditResult.metrics`; `image_file` is relative to
+    the output folder; `user` is the turn's user text and `reply` the system's answer (None when unknown)."""
 
     dialogue_id: str
     turn: int
@@ -71,6 +76,8 @@ class TurnRecord:
     seconds: float
     image_file: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    user: str | None = None
+    reply: str | None = None
 
 
 @dataclass
@@ -90,7 +97,11 @@ class ModeSummary:
 
 @dataclass
 class EditingEvaluation:
-    """Table 4 per mode, MinRel/AvgRel per turn, every turn's record, and what was skipped and why."""
+    """Table 4 per mode, MinRel/AvgRel per turn, every turn's record, and what was skipped and why.
+
+    `originals`: dialogue id -> the aligned photo's file, relative to the output folder (when images were saved).
+    `input`: a key of `INPUTS`, where the belief states came from.
+    """
 
     summaries: dict[str, ModeSummary]
     per_turn: dict[str, list[dict[str, Any]]]
@@ -100,6 +111,8 @@ class EditingEvaluation:
     skipped_metrics: dict[str, str]
     steps: int
     device: str
+    originals: dict[str, str] = field(default_factory=dict)
+    input: str = "UER"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,7 +123,8 @@ class EditingEvaluation:
             "skipped_metrics": self.skipped_metrics,
             "steps": self.steps,
             "device": self.device,
-            "input": "gold belief states (UER)",
+            "input": INPUTS[self.input],
+            "originals": self.originals,
         }
 
     def to_markdown(self) -> str:
@@ -118,7 +132,7 @@ class EditingEvaluation:
             return "n/a" if value is None else f"{value:.{digits}f}"
 
         lines = [
-            f"Editing evaluation: {self.dialogues} dialogues, gold belief states (UER), {self.steps} steps per "
+            f"Editing evaluation: {self.dialogues} dialogues, {INPUTS[self.input]}, {self.steps} steps per "
             f"edit, on {self.device}.",
             "",
             "| Editing mode | Input | FID ↓ | LPIPS ↓ | MinRel ↑ | AvgRel ↑ | identity ↑ | turns |",
@@ -126,7 +140,8 @@ class EditingEvaluation:
         ]
         for mode, s in self.summaries.items():
             label = "Multi-turn" if mode == "multi" else "Single-turn"
-            lines.append(f"| {label} | UER | {fmt(s.fid)} | {fmt(s.lpips)} | {fmt(s.min_rel)} | {fmt(s.avg_rel)} "
+            lines.append(f"| {label} | {self.input} | {fmt(s.fid)} | {fmt(s.lpips)} | {fmt(s.min_rel)} "
+                         f"| {fmt(s.avg_rel)} "
                          f"| {fmt(s.identity)} | {s.turns} |")
         lines += ["", "MinRel / AvgRel per turn:", ""]
         turns = sorted({row["turn"] for rows in self.per_turn.values() for row in rows})
@@ -190,7 +205,8 @@ def evaluate_editing(
         modes: subset of ("multi", "single").
         limit: edit at most this many dialogues.
         steps: optimiser steps per edit (default: the editor's).
-        out_dir: when given, edited images are saved under `out_dir/images/<mode>/`.
+        out_dir: when given, edited images are saved under `out_dir/images/<mode>/` and the aligned photos
+            under `out_dir/images/original/`.
         per_turn_hook: called after every edit; a returned dict goes into the record's `extra`.
         fid_inception: an `editing.metrics.FidInception`, or None to skip FID (`fid_skipped` says why).
         align: passed to `Editor.invert` (None: the editor's default).
@@ -211,6 +227,7 @@ def evaluate_editing(
     images_dir = Path(out_dir) / "images" if out_dir is not None else None
 
     records: list[TurnRecord] = []
+    originals: dict[str, str] = {}
     skipped_dialogues: dict[str, str] = {}
     edited_features: dict[str, list[np.ndarray]] = {m: [] for m in modes}
     original_features: list[np.ndarray] = []
@@ -225,6 +242,9 @@ def evaluate_editing(
             continue
         if fid_inception is not None:
             original_features.append(fid_inception.features(pil_to_tensor(inversion.aligned)))
+        if images_dir is not None:
+            originals[dialogue.dialogue_id] = save_image(inversion.aligned, out_dir,
+                                                         f"images/original/{dialogue.dialogue_id}.png")
         for mode in modes:
             previous: EditResult | None = None
             for index, turn in enumerate(dialogue.turns):
@@ -232,17 +252,9 @@ def evaluate_editing(
                 previous = result
                 image_file = None
                 if images_dir is not None:
-                    folder = images_dir / mode
-                    folder.mkdir(parents=True, exist_ok=True)
-                    path = folder / f"{dialogue.dialogue_id}-t{index + 1}.png"
-                    result.image.save(path)
-                    image_file = str(path.relative_to(Path(out_dir)))
-                m = result.metrics
-                record = TurnRecord(
-                    dialogue_id=dialogue.dialogue_id, turn=index + 1, mode=mode,
-                    state=turn.belief_state.to_dict(), text=result.text, avg_rel=m["avg_rel"],
-                    min_rel=m["min_rel"], per_attribute=m["per_attribute"], identity=m["identity"],
-                    lpips=m["lpips"], steps=result.steps, seconds=result.seconds, image_file=image_file)
+                    image_file = save_image(result.image, out_dir,
+                                            f"images/{mode}/{dialogue.dialogue_id}-t{index + 1}.png")
+                record = turn_record(dialogue.dialogue_id, index + 1, mode, result, image_file, user=turn.user)
                 if per_turn_hook is not None:
                     record.extra = dict(per_turn_hook(dialogue, index, mode, result) or {})
                 records.append(record)
@@ -254,31 +266,58 @@ def evaluate_editing(
     skipped_metrics = dict(editor.skipped)
     if fid_inception is None and fid_skipped:
         skipped_metrics["fid"] = fid_skipped
+    summaries, per_turn = summarise_modes(records, modes)
+    for mode in modes:
+        sizes = (len(edited_features[mode]), len(original_features))
+        summaries[mode].fid_images = sizes
+        if fid_inception is None:
+            continue
+        if min(sizes) >= 2:
+            summaries[mode].fid = frechet_distance(np.concatenate(edited_features[mode]),
+                                                   np.concatenate(original_features))
+        else:
+            skipped_metrics[f"fid ({mode})"] = (f"FID needs at least 2 edited and 2 original images, "
+                                                f"got {sizes[0]} and {sizes[1]}")
+    return EditingEvaluation(
+        summaries=summaries, per_turn=per_turn, records=records, dialogues=len(dialogues) - len(skipped_dialogues),
+        skipped_dialogues=skipped_dialogues, skipped_metrics=skipped_metrics,
+        steps=steps if steps is not None else editor.settings.steps, device=str(editor.device), originals=originals)
+
+
+def save_image(image: Image.Image, out_dir: str | Path, relative: str) -> str:
+    """Save `image` as `out_dir/relative` (folders made as needed); returns `relative`."""
+    path = Path(out_dir) / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return relative
+
+
+def turn_record(dialogue_id: str, turn: int, mode: str, result: EditResult, image_file: str | None = None,
+                user: str | None = None, reply: str | None = None) -> TurnRecord:
+    """The record of one edit (`turn` from 1)."""
+    m = result.metrics
+    return TurnRecord(
+        dialogue_id=dialogue_id, turn=turn, mode=mode, state=result.state.to_dict(), text=result.text,
+        avg_rel=m["avg_rel"], min_rel=m["min_rel"], per_attribute=m["per_attribute"], identity=m["identity"],
+        lpips=m["lpips"], steps=result.steps, seconds=result.seconds, image_file=image_file, user=user, reply=reply)
+
+
+def summarise_modes(records: list[TurnRecord], modes: Iterable[str]
+                    ) -> tuple[dict[str, ModeSummary], dict[str, list[dict[str, Any]]]]:
+    """Table 4 rows (without FID) and MinRel/AvgRel per turn index, per mode, from turn records."""
     summaries: dict[str, ModeSummary] = {}
     per_turn: dict[str, list[dict[str, Any]]] = {}
     for mode in modes:
         measured = [r for r in records if r.mode == mode and r.avg_rel is not None]
-        fid = None
-        sizes = (len(edited_features[mode]), len(original_features))
-        if fid_inception is not None:
-            if min(sizes) >= 2:
-                fid = frechet_distance(np.concatenate(edited_features[mode]), np.concatenate(original_features))
-            else:
-                skipped_metrics[f"fid ({mode})"] = (f"FID needs at least 2 edited and 2 original images, "
-                                                    f"got {sizes[0]} and {sizes[1]}")
         summaries[mode] = ModeSummary(
             mode=mode, turns=len(measured),
             empty_turns=sum(1 for r in records if r.mode == mode and r.avg_rel is None),
-            fid=fid, lpips=_mean(r.lpips for r in measured), min_rel=_mean(r.min_rel for r in measured),
-            avg_rel=_mean(r.avg_rel for r in measured), identity=_mean(r.identity for r in measured),
-            fid_images=sizes)
+            fid=None, lpips=_mean(r.lpips for r in measured), min_rel=_mean(r.min_rel for r in measured),
+            avg_rel=_mean(r.avg_rel for r in measured), identity=_mean(r.identity for r in measured))
         per_turn[mode] = [
             {"turn": t, "n": len(rows), "min_rel": _mean(r.min_rel for r in rows),
              "avg_rel": _mean(r.avg_rel for r in rows)}
             for t in sorted({r.turn for r in measured})
             for rows in [[r for r in measured if r.turn == t]]
         ]
-    return EditingEvaluation(
-        summaries=summaries, per_turn=per_turn, records=records, dialogues=len(dialogues) - len(skipped_dialogues),
-        skipped_dialogues=skipped_dialogues, skipped_metrics=skipped_metrics,
-        steps=steps if steps is not None else editor.settings.steps, device=str(editor.device))
+    return summaries, per_turn

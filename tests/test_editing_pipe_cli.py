@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -105,7 +106,17 @@ def test_eval_editing_command_writes_table_4(photos, tmp_path, capsys):
     records = [json.loads(line) for line in (out / "turns.jsonl").read_text().splitlines()]
     assert len(records) == 2 * 5
     assert all((out / r["image_file"]).is_file() for r in records)
+    assert [r["user"] for r in records[:2]] == ["make her smile", "and black hair"]
     assert "Multi-turn" in capsys.readouterr().out
+    # the HTML report: the table, plots by turn, the originals and every edit, side by side per dialogue
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "<td>Multi-turn</td><td>UER</td>" in html
+    images = re.findall(r'<img [^>]*src="([^"]+)"', html)
+    assert all((out / src).is_file() for src in images)
+    assert {"report/plots/avg_rel.png", "report/plots/min_rel.png", "report/plots/identity.png"} <= set(images)
+    assert {r["image_file"] for r in records} | {f"images/original/{d}.png" for d in ("d1", "d2", "d3")} <= set(images)
+    assert "Not measured in this run: Success" in html
+    assert sorted(p.name for p in (out / "report" / "sheets").iterdir()) == ["d1.png", "d2.png", "d3.png"]
 
 
 def test_evaluate_editing_modes_hooks_and_skipped_photos(photos, tmp_path):
