@@ -56,8 +56,8 @@ TOLERANCES = {torch.float32: 1e-5, torch.float16: 2e-3}
 _ORDER_FACTOR = {"forward": 1, "gradient": 4, "second-order": 16}
 
 _lock = threading.Lock()
-_verdicts: dict[tuple[Path, str], "Verdict"] = {}
-_warned: set[tuple[Path, str]] = set()
+_verdicts: dict[tuple[Path, torch.device], "Verdict"] = {}
+_warned: set[tuple[Path, torch.device]] = set()
 
 
 @dataclass(frozen=True)
@@ -112,12 +112,12 @@ def verdict_for(result: BuildResult, device: torch.device, rerun: bool = False) 
     """The self-check verdict of the extension `result` on `device`: from memory, else from the file
     beside the build, else checked now (and stored). Logs one warning per process when an op failed.
     `rerun` checks again even when a verdict is stored."""
-    key = (result.build_dir, device_key(device))
+    key = (result.build_dir, device)
     verdict = _verdicts.get(key)
     if verdict is not None and not rerun:
         return verdict
     with _lock:
-        path = result.build_dir / f"selfcheck-{key[1]}.json"
+        path = result.build_dir / f"selfcheck-{device_key(device)}.json"
         verdict = None if rerun else _verdicts.get(key) or _read(path)
         if verdict is None:
             verdict = run_checks(result.module, device)
