@@ -3,13 +3,14 @@
 Replays dialogues turn by turn (history grows as in a chat) and times each `step` call.
 
     .venv/bin/python bench/dialogue_latency.py [--model DIR] [--data FILE] [--turns 60] [--threads 1]
-                                          [--impl fast|reference]
+                                          [--impl fast|reference] [--device cpu|cuda|auto] [--json FILE]
 
 Default model: the shipped one; default dialogues: tests/data/dialogue/handwritten.jsonl.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -26,6 +27,8 @@ def main() -> None:
     parser.add_argument("--impl", choices=("fast", "reference"), default="fast",
                         help="greedy decoder: dialogue.greedy (default) or Hugging Face generate")
     parser.add_argument("--warmup", type=int, default=3, help="untimed turns first")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     if args.turns < 50:
         parser.error("--turns must be at least 50")
@@ -36,7 +39,7 @@ def main() -> None:
     from dialogue.model import DialogueModel
 
     torch.set_num_threads(args.threads)
-    model = DialogueModel.from_pretrained(args.model, device="cpu")
+    model = DialogueModel.from_pretrained(args.model, device=args.device)
     model.impl = args.impl
     dialogues = read_dialogues(args.data)
     turns = [(d.turns[:i], d.turns[i].user) for d in dialogues for i in range(len(d.turns))]
@@ -53,8 +56,14 @@ def main() -> None:
     p50 = statistics.median(times) * 1000
     p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))] * 1000
     print(f"model: {args.model or 'shipped'}  impl: {args.impl}  turns: {len(times)}  threads: {args.threads}  "
-          "device: cpu")
+          f"device: {model.device}")
     print(f"step() latency  p50 {p50:.1f} ms   p95 {p95:.1f} ms   mean {statistics.mean(times) * 1000:.1f} ms")
+    if args.json:
+        device_name = torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else "cpu"
+        args.json.write_text(json.dumps({
+            "model": str(args.model or "shipped"), "impl": args.impl, "device": str(model.device),
+            "device_name": device_name, "threads": args.threads, "turns": len(times), "p50_ms": p50, "p95_ms": p95,
+            "mean_ms": statistics.mean(times) * 1000}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
