@@ -48,7 +48,7 @@ def build(size: int, device: str):
     return generator, clip, identity
 
 
-def run_one(size: int, device: str, steps: int, fast: bool, threads: int | None) -> dict:
+def run_one(size: int, device: str, steps: int, fast: bool, threads: int | None, fast_size: int = 256) -> dict:
     """Time one turn in this process; returns a JSON-able record."""
     import resource
 
@@ -67,7 +67,7 @@ def run_one(size: int, device: str, steps: int, fast: bool, threads: int | None)
     with torch.no_grad():
         w_s = generator.mapping(torch.randn(1, 512, device=device)).unsqueeze(1).repeat(1, generator.n_latent, 1)
         original = generator.synthesis(w_s)
-    settings = OptimizerSettings(steps=steps, clip_size=256 if fast and size > 256 else None)
+    settings = OptimizerSettings(steps=steps, clip_size=fast_size if fast and size > fast_size else None)
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -131,6 +131,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="steps to time (default: 300 on CUDA, 5 on the CPU; fewer than 300 extrapolates)")
     parser.add_argument("--fast", action="store_true", help="also time the fast mode (losses at 256 px)")
+    parser.add_argument("--fast-size", type=int, default=256,
+                        help="the size the fast mode's losses see (default 256; smaller for tiny dry runs)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", action="store_true", help="print the records as JSON")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: time one size here
@@ -144,15 +146,16 @@ def main() -> None:
     if steps < 2:
         parser.error("--steps must be at least 2 (the first step includes warm-up)")
     if args.one:
-        print(json.dumps(run_one(args.one, device, steps, args.one_fast, args.threads)))
+        print(json.dumps(run_one(args.one, device, steps, args.one_fast, args.threads, args.fast_size)))
         return
 
     configs = [(int(s), False) for s in args.sizes.split(",")]
     if args.fast:
-        configs += [(size, True) for size, _ in configs if size > 256]
+        configs += [(size, True) for size, _ in configs if size > args.fast_size]
     records = []
     for size, fast in configs:
-        command = [sys.executable, __file__, "--one", str(size), "--device", device, "--steps", str(steps)]
+        command = [sys.executable, __file__, "--one", str(size), "--device", device, "--steps", str(steps),
+                   "--fast-size", str(args.fast_size)]
         if fast:
             command.append("--one-fast")
         if args.threads:
@@ -166,7 +169,7 @@ def main() -> None:
         print(json.dumps(records, indent=2))
         return
     for r in records:
-        label = f"{r['size']:>4} px{' fast (losses at 256 px)' if r['fast'] else ''}"
+        label = f"{r['size']:>4} px{f' fast (losses at {args.fast_size} px)' if r['fast'] else ''}"
         how = (f"extrapolated from {r['steps_timed']} timed steps" if r["extrapolated"]
                else "measured (300 steps)")
         print(f"{label} on {r['device']} ({r['device_name']}, {r['threads']} threads, torch {r['torch']}):")
