@@ -3,6 +3,7 @@
     python bench/ops.py                      # CPU: simple vs fast upfirdn2d, reference bias_act
     python bench/ops.py --device cuda        # adds the CUDA kernels (builds them on first use)
     python bench/ops.py --backward           # time forward + backward instead of forward only
+    python bench/ops.py --json FILE          # also write the figures as JSON (--tiny: small shapes, a dry run)
 
 Prints one row per case with the median time of each path over `--repeat` runs (after one warm-up)
 and the ratios, all measured in this one run. The cases are the generator's resampling steps at
@@ -12,9 +13,11 @@ the blur after the transposed conv, 2× downsampling (discriminator), and the bi
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -45,6 +48,7 @@ UPFIRDN_CASES = [
     Case("down2 4-tap", (4, 64, 256, 256), down=2, pad=(1, 1)),
 ]
 BIAS_ACT_SHAPES = [(4, 512, 64, 64), (4, 64, 256, 256)]
+TINY_SHAPES = [(1, 8, 16, 16), (1, 4, 33, 33)]  # --tiny: the same cases on small tensors, to try the script
 
 
 def median_seconds(fn: Callable[[], torch.Tensor], repeat: int, backward: bool, device: torch.device) -> float:
@@ -76,6 +80,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--backward", action="store_true", help="time forward + backward")
     parser.add_argument("--skip-simple", action="store_true", help="skip the slow simple reference")
+    parser.add_argument("--tiny", action="store_true", help="small shapes (a quick dry run of the script)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -91,9 +97,18 @@ def main() -> None:
           + (f" ({torch.cuda.get_device_name(device)})" if cuda else f", {torch.get_num_threads()} threads")
           + f", {mode}, median of {args.repeat} runs, times in ms")
 
+    upfirdn_cases = UPFIRDN_CASES
+    bias_act_shapes = BIAS_ACT_SHAPES
+    if args.tiny:
+        upfirdn_cases = [Case(c.name, TINY_SHAPES[i % 2], c.up, c.down, c.pad, c.gain) for i, c in enumerate(UPFIRDN_CASES)]
+        bias_act_shapes = TINY_SHAPES
+    record = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else "cpu",
+              "threads": torch.get_num_threads(), "mode": mode, "repeat": args.repeat, "torch": torch.__version__,
+              "upfirdn2d": [], "fused_bias_act": []}
+
     print(f"\n{'upfirdn2d':<12} {'input':<20} {'simple':>9} {'fast':>9} {'cuda':>9}  {'simple/fast':>11}"
           f" {'fast/cuda':>9}")
-    for case in UPFIRDN_CASES:
+    for case in upfirdn_cases:
         x = torch.randn(case.shape, device=device, requires_grad=args.backward)
         kernel = (make_kernel([1, 3, 3, 1]) * case.gain).to(device)
         params = UpFirDnParams.parse(case.up, case.down, case.pad)
@@ -103,19 +118,24 @@ def main() -> None:
                               args.repeat, args.backward, device)
         kernel_time = median_seconds(lambda: upfirdn2d(x, kernel, case.up, case.down, case.pad, impl="cuda"),
                                      args.repeat, args.backward, device) if cuda else None
+        record["upfirdn2d"].append({"case": case.name, "shape": list(case.shape), "simple_s": simple, "fast_s": fast,
+                                    "cuda_s": kernel_time})
         print(f"{case.name:<12} {str(list(case.shape)):<20} {fmt(simple)} {fmt(fast)} {fmt(kernel_time)}  "
               f"{(f'{simple / fast:10.2f}x' if simple else '-'):>11} "
               f"{(f'{fast / kernel_time:8.2f}x' if kernel_time else '-'):>9}")
 
     print(f"\n{'bias_act':<12} {'input':<20} {'ref':>9} {'cuda':>9}  {'ref/cuda':>9}")
-    for shape in BIAS_ACT_SHAPES:
+    for shape in bias_act_shapes:
         x = torch.randn(shape, device=device, requires_grad=args.backward)
         bias = torch.randn(shape[1], device=device, requires_grad=args.backward)
         ref = median_seconds(lambda: fused_bias_act(x, bias, impl="ref"), args.repeat, args.backward, device)
         kernel_time = median_seconds(lambda: fused_bias_act(x, bias, impl="cuda"), args.repeat, args.backward,
                                      device) if cuda else None
+        record["fused_bias_act"].append({"act": "lrelu", "shape": list(shape), "ref_s": ref, "cuda_s": kernel_time})
         print(f"{'lrelu':<12} {str(list(shape)):<20} {fmt(ref)} {fmt(kernel_time)}  "
               f"{(f'{ref / kernel_time:8.2f}x' if kernel_time else '-'):>9}")
+    if args.json:
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":
