@@ -1,6 +1,10 @@
 """Counts for the hand-written people set: dialogues and turns per behaviour tag, system acts, suggestions.
 
-    .venv/bin/python bench/people_set_stats.py [--data FILE] [--json FILE]
+    .venv/bin/python bench/people_set_stats.py [--data FILE] [--json FILE] [--predictions FILE]
+
+With --predictions (the per-turn file of `i2edit eval-dialogue --predictions` on the same data), it adds
+joint accuracy over all turns and per tag (on a turn tagged only with no-change tags, a correct state is
+the previous one kept).
 
 Default data: tests/data/dialogue/people.jsonl; default output: results/people_set_stats.json. Each turn of
 that file carries a `tags` list naming the behaviours it shows, and each `suggest` turn a `suggested_value`
@@ -68,17 +72,51 @@ def people_set_stats(path: Path) -> dict:
     }
 
 
+def prediction_stats(records: list[dict], predictions: Path) -> dict:
+    """Joint accuracy of an `eval-dialogue --predictions` file, overall and per behaviour tag."""
+    by_turn = {}
+    for line in predictions.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            by_turn[(row["dialogue_id"], row["turn"])] = row
+    correct: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    for record in records:
+        for number, turn in enumerate(record["turns"]):
+            row = by_turn.get((record["dialogue_id"], number))
+            if row is None:
+                raise ValueError(f"{predictions} has no prediction for {record['dialogue_id']} turn {number} "
+                                 "(run eval-dialogue on the same data file)")
+            tags = ["all", *turn.get("tags", [])]
+            total.update(tags)
+            if row["correct"]:
+                correct.update(tags)
+    return {
+        "file": str(predictions),
+        "joint_accuracy": round(correct["all"] / total["all"], 3),
+        "joint_accuracy_by_tag": {t: round(correct[t] / total[t], 3) for t in TAGS if total[t]},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT / "tests" / "data" / "dialogue" / "people.jsonl")
     parser.add_argument("--json", type=Path, default=ROOT / "results" / "people_set_stats.json")
+    parser.add_argument("--predictions", type=Path, default=None,
+                        help="per-turn predictions of `i2edit eval-dialogue --predictions` on the same data")
     args = parser.parse_args()
     stats = people_set_stats(args.data.resolve())
+    if args.predictions is not None:
+        records = [json.loads(line) for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
+        stats["predictions"] = prediction_stats(records, args.predictions)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     print(f"{stats['dialogues']} dialogues, {stats['turns']} turns, suggest share {stats['suggest_share']}")
     for tag, counts in stats["tags"].items():
         print(f"  {tag:18} {counts['turns']:4} turns in {counts['dialogues']:3} dialogues")
+    if "predictions" in stats:
+        found = stats["predictions"]
+        print(f"joint accuracy {found['joint_accuracy']}; by tag: {found['joint_accuracy_by_tag']}")
     print(f"wrote {args.json}")
 
 
