@@ -14,11 +14,13 @@ Manifest format (`manifest.json`, paths relative to it):
      "files": {"generator": {"file": "generator.pt", "sha256": "<64 hex>", "size": 123},
                "e4e": {...}, "identity": {...},
                "clip": {"file": "clip.safetensors", "sha256": ..., "size": ...,
-                        "model_config": {<open_clip model config>}}}}
+                        "model_config": {<open_clip model config>}}},
+     "editor": {"optimizer": {"steps": 60, "lr": 0.05, ...}, "align_faces": false, "real_photos": false}}
 
 `sha256` and `size` are optional (checked when given). For the clip role, `model_config` (an open_clip
 config dict) or `model_name` (an open_clip built-in) selects the architecture; without either, a
-`<stem>.json` next to the weights or `ViT-B-32-quickgelu` is used.
+`<stem>.json` next to the weights or `ViT-B-32-quickgelu` is used. `editor` (optional) is how this set
+edits when nothing else is asked for (`EditorDefaults`); without it, the paper's settings on aligned real photos.
 """
 from __future__ import annotations
 
@@ -29,7 +31,10 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from editing.optimizer import OptimizerSettings
 
 log = logging.getLogger(__name__)
 
@@ -237,14 +242,58 @@ class WeightFile:
         return check_file(self.path, self.sha256, self.size)
 
 
+@dataclass(frozen=True)
+class EditorDefaults:
+    """How a weight set edits unless a caller says otherwise (the manifest's optional `editor` entry).
+
+    `optimizer`: `editing.optimizer.OptimizerSettings` fields that differ from the paper's defaults;
+    `align_faces`: whether a photo is aligned to the FFHQ crop before inversion (False for a set whose faces
+    are rendered aligned); `real_photos`: False for a set that can edit only its own sample faces.
+    """
+
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    align_faces: bool = True
+    real_photos: bool = True
+
+    @classmethod
+    def from_manifest(cls, entry: Any, path: Path) -> "EditorDefaults":
+        """Read the `editor` entry of manifest `path` (None: the defaults); ValueError naming what is wrong."""
+        if entry is None:
+            return cls()
+        if not isinstance(entry, dict) or set(entry) - {"optimizer", "align_faces", "real_photos"}:
+            raise ValueError(f"{path}: \"editor\" must be an object with \"optimizer\" (an object), "
+                             f"\"align_faces\" and \"real_photos\" (true/false); got {entry!r}")
+        optimizer = entry.get("optimizer", {})
+        flags = {k: entry[k] for k in ("align_faces", "real_photos") if k in entry}
+        if not isinstance(optimizer, dict) or not all(isinstance(v, bool) for v in flags.values()):
+            raise ValueError(f"{path}: \"editor\" needs an object for \"optimizer\" and true/false for "
+                             f"\"align_faces\" and \"real_photos\"; got {entry!r}")
+        return cls(optimizer=dict(optimizer), **flags)
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {"optimizer": dict(self.optimizer), "align_faces": self.align_faces, "real_photos": self.real_photos}
+
+
 @dataclass
 class WeightSet:
-    """Paths per role for one set of networks (`resolve_set` builds it)."""
+    """Paths per role for one set of networks (`resolve_set` builds it), and how to edit with them."""
 
     name: str
     root: Path
     files: dict[str, WeightFile] = field(default_factory=dict)
     origin: str = ""
+    editor: EditorDefaults = field(default_factory=EditorDefaults)
+
+    def optimizer_settings(self, **overrides: Any) -> "OptimizerSettings":
+        """The paper's optimiser settings, updated by this set's `editor.optimizer`, then by `overrides`.
+        Raises ValueError naming the set when its settings do not fit `OptimizerSettings`."""
+        from editing.optimizer import OptimizerSettings
+
+        try:
+            return OptimizerSettings(**{**self.editor.optimizer, **overrides})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"weight set {self.name!r} ({self.origin}): editor settings "
+                             f"{self.editor.optimizer} do not fit the optimiser: {exc}") from exc
 
     def has(self, role: str) -> bool:
         entry = self.files.get(role)
@@ -317,13 +366,16 @@ def read_manifest(path: Path) -> WeightSet:
             raise ValueError(f"{path}: the {role} entry has no \"file\"")
         files[role] = WeightFile(role, path.parent / entry["file"], entry.get("sha256"), entry.get("size"),
                                  model_name=entry.get("model_name"), model_config=entry.get("model_config"))
-    return WeightSet(data.get("name", path.parent.name), path.parent, files, str(path))
+    return WeightSet(data.get("name", path.parent.name), path.parent, files, str(path),
+                     EditorDefaults.from_manifest(data.get("editor"), path))
 
 
-def write_manifest(directory: Path, name: str, entries: dict[str, dict], description: str = "") -> Path:
+def write_manifest(directory: Path, name: str, entries: dict[str, dict], description: str = "",
+                   editor: EditorDefaults | None = None) -> Path:
     """Write `directory/manifest.json` for files already in `directory`, recording their sha256 and size.
 
-    `entries` maps role -> {"file": name relative to directory, optional "model_config"/"model_name"}.
+    `entries` maps role -> {"file": name relative to directory, optional "model_config"/"model_name"};
+    `editor`: how the set edits, when not the paper's way on aligned real photos.
     """
     files = {}
     for role, entry in entries.items():
@@ -333,6 +385,8 @@ def write_manifest(directory: Path, name: str, entries: dict[str, dict], descrip
         files[role] = {**entry, "sha256": sha256_of(target), "size": target.stat().st_size}
     path = directory / MANIFEST_NAME
     manifest = {"format": MANIFEST_FORMAT, "version": 1, "name": name, "description": description, "files": files}
+    if editor is not None:
+        manifest["editor"] = editor.to_manifest()
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path
 

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +73,8 @@ def find_samples(folder: Path | None) -> dict[str, Path]:
 def probe_editing(weights: str, device: str, align: str = "auto", preview_every: int = 10) -> EditingSetup:
     """Find the weight set `weights` (`auto`: `ffhq`, then `demo`; `none`: off) and say how to build editors.
 
-    `align`: `on`/`off` face alignment, `auto` = on except for the demo set (its faces are rendered aligned).
+    `align`: `on`/`off` face alignment, `auto` = the weight set's own setting (its manifest's `editor` entry;
+    on unless the set says its faces come aligned).
     Never raises: anything missing turns the server dialogue-only, with the reason for the page.
     """
     if weights.strip().lower() in ("none", "off", ""):
@@ -93,7 +95,10 @@ def probe_editing(weights: str, device: str, align: str = "auto", preview_every:
         if missing:
             problems.append(f"{weight_set.name}: {', '.join(missing)} missing in {weight_set.root}")
             continue
-        return _setup_for(weight_set, str(resolve_device(device)), align, preview_every)
+        try:
+            return _setup_for(weight_set, str(resolve_device(device)), align, preview_every)
+        except ValueError as exc:  # the manifest's editor settings do not fit the optimiser
+            problems.append(str(exc))
     return dialogue_only("no complete editing weight set was found (" + "; ".join(problems) + "). "
                          "`i2edit weights list` shows what is missing and how to get it.")
 
@@ -101,30 +106,24 @@ def probe_editing(weights: str, device: str, align: str = "auto", preview_every:
 def _setup_for(weight_set, device: str, align: str, preview_every: int) -> EditingSetup:
     from editing.editor import Editor, Inversion
 
-    is_demo = weight_set.name == "demo"
-    align_faces = {"on": True, "off": False}.get(align, not is_demo)
+    defaults = weight_set.editor  # what differs between weight sets comes with the set (its manifest)
+    align_faces = {"on": True, "off": False}.get(align, defaults.align_faces)
+    settings = weight_set.optimizer_settings(preview_every=preview_every)  # checked here, once
 
     def factory() -> Editor:
-        from editing.optimizer import OptimizerSettings
-
-        if is_demo:
-            from editing.demo_world.settings import demo_editor_settings
-
-            settings = demo_editor_settings(weight_set.root, preview_every=preview_every)
-        else:
-            settings = OptimizerSettings(preview_every=preview_every)
-        return Editor.from_weights(weight_set, device, settings=settings, align_faces=align_faces)
+        return Editor.from_weights(weight_set, device, settings=dataclasses.replace(settings),
+                                   align_faces=align_faces)
 
     note = None
-    if is_demo:
-        note = ("The demo weight set edits only its own sample faces; real photos need the FFHQ weights "
-                "(`i2edit weights list` shows them, `i2edit weights download` fetches them).")
+    if not defaults.real_photos:
+        note = (f"The {weight_set.name} weight set edits only its own sample faces; real photos need the FFHQ "
+                "weights (`i2edit weights list` shows them, `i2edit weights download` fetches them).")
     return EditingSetup(
         factory=factory,
         weights_id=f"{weight_set.name}:{weight_set.root.resolve()}:align={align_faces}",
         detail=f"Editing with the {weight_set.name} weights on {device}.",
         samples=find_samples(weight_set.root / "samples"),
-        real_photos=not is_demo,
+        real_photos=defaults.real_photos,
         real_photo_note=note,
         dump_inversion=Inversion.to_bytes,
         load_inversion=Inversion.from_bytes,

@@ -16,7 +16,7 @@ import torch
 from editing import weights
 from editing.checkpoints import CheckpointError, load_torch_file
 from editing.download import DownloadError, download, download_url
-from editing.weights import REGISTRY, ROLES, WeightFile, WeightRecord, resolve_set, weights_dir
+from editing.weights import REGISTRY, ROLES, EditorDefaults, WeightFile, WeightRecord, resolve_set, weights_dir
 from server.cli import main as i2edit
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
@@ -233,6 +233,40 @@ def test_download_command_uses_the_mirror(server, tmp_path, monkeypatch, capsys)
     assert i2edit(["weights", "download", "clip-vit-b-32-torchscript", "--weights-dir", str(tmp_path), "--quiet"]) == 1
     assert "does not match" in capsys.readouterr().err
     assert not (tmp_path / "ViT-B-32.pt").exists()
+
+
+def test_the_manifest_says_how_the_set_edits(tmp_path):
+    from editing.demo_world.settings import DEMO_OPTIMIZER
+
+    (tmp_path / "g.pt").write_bytes(b"x")
+    defaults = EditorDefaults(optimizer={"steps": 7, "text_objective": "per_attribute"}, align_faces=False,
+                              real_photos=False)
+    path = weights.write_manifest(tmp_path, "faces", {"generator": {"file": "g.pt"}}, editor=defaults)
+    ws = resolve_set(path)
+    assert ws.editor == defaults
+    settings = ws.optimizer_settings(preview_every=3)
+    assert (settings.steps, settings.text_objective, settings.preview_every) == (7, "per_attribute", 3)
+    assert settings.lr == 0.1  # the paper's, where the set says nothing
+    assert ws.optimizer_settings(steps=2).steps == 2  # a caller's choice wins over the set's
+
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "g.pt").write_bytes(b"x")
+    plain = resolve_set(weights.write_manifest(tmp_path / "plain", "plain", {"generator": {"file": "g.pt"}}))
+    assert plain.editor == EditorDefaults() and plain.editor.align_faces and plain.editor.real_photos
+    assert plain.optimizer_settings().steps == 300  # the paper's
+    assert resolve_set("ffhq", tmp_path).editor == EditorDefaults()
+
+    demo = resolve_set("demo").editor  # the shipped set carries what `ship` writes
+    assert demo == EditorDefaults(optimizer=DEMO_OPTIMIZER, align_faces=False, real_photos=False)
+
+    data = json.loads(path.read_text())
+    for bad in ({"optimizer": [7]}, {"align_faces": "no"}, {"colour": True}, "fast"):
+        path.write_text(json.dumps({**data, "editor": bad}))
+        with pytest.raises(ValueError, match=r"manifest.json: \"editor\""):
+            resolve_set(path)
+    path.write_text(json.dumps({**data, "editor": {"optimizer": {"stepz": 3}}}))
+    with pytest.raises(ValueError, match=r"weight set 'faces' \(.*manifest.json\): editor settings .*stepz"):
+        resolve_set(path).optimizer_settings()
 
 
 class _RunsCodeWhenUnpickled:

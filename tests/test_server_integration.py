@@ -194,24 +194,35 @@ def test_batched_turns_answer_like_single_turns(dialogue):
         assert results[i] == dialogue.model.step(history, text)
 
 
-def test_a_demo_weight_set_offers_its_samples_and_explains_uploads(tmp_path, fixture_weights):
-    """A set named `demo` (here: the fixtures renamed, with the demo world's settings file and samples)."""
+def test_a_weight_set_says_how_to_edit_with_it_and_what_photos_it_takes(tmp_path, fixture_weights):
+    """The manifest's `editor` entry (as the demo set's) gives the optimiser settings, the alignment and whether
+    real photos work; the server reads it whatever the set is called, and without it edits the paper's way."""
     import json
     import shutil
 
     from PIL import Image
 
-    demo = tmp_path / "demo_set"
-    shutil.copytree(fixture_weights, demo)
-    manifest = json.loads((demo / "manifest.json").read_text())
-    (demo / "manifest.json").write_text(json.dumps({**manifest, "name": "demo"}))
-    (demo / "samples").mkdir()
-    Image.new("RGB", (32, 32), (150, 110, 90)).save(demo / "samples" / "alex.png")
-    (demo / "demo_world.json").write_text(json.dumps({
-        "optimizer": {"steps": 7, "lr": 0.1, "l2_lambda": 0.008, "id_lambda": 0.005},
-        "samples": ["samples/alex.png"]}))
-    editing = probe_editing(str(demo), "cpu")
+    own = tmp_path / "sample_faces_only"
+    shutil.copytree(fixture_weights, own)
+    manifest = json.loads((own / "manifest.json").read_text())
+    entry = {"optimizer": {"steps": 7, "lr": 0.1, "l2_lambda": 0.008, "id_lambda": 0.005}, "align_faces": False,
+             "real_photos": False}
+    (own / "manifest.json").write_text(json.dumps({**manifest, "name": "faces", "editor": entry}))
+    (own / "samples").mkdir()
+    Image.new("RGB", (32, 32), (150, 110, 90)).save(own / "samples" / "alex.png")
+    editing = probe_editing(str(own), "cpu")
     assert editing.available and not editing.real_photos
-    assert list(editing.samples) == ["alex"] and "FFHQ" in editing.real_photo_note
+    assert list(editing.samples) == ["alex"]
+    assert "The faces weight set edits only its own sample faces" in editing.real_photo_note
     editor = editing.factory()
     assert editor.settings.steps == 7 and editor.settings.preview_every > 0 and editor.align_faces is False
+    assert probe_editing(str(own), "cpu", align="on").factory().align_faces is True  # --align wins
+
+    plain = probe_editing(str(fixture_weights), "cpu")
+    assert plain.real_photos and plain.real_photo_note is None
+    editor = plain.factory()
+    assert editor.settings.steps == 300 and editor.align_faces is True
+
+    (own / "manifest.json").write_text(json.dumps({**manifest, "editor": {"optimizer": {"stepz": 3}}}))
+    broken = probe_editing(str(own), "cpu")
+    assert not broken.available and "stepz" in broken.detail and "Dialogue-only" in broken.detail

@@ -1,15 +1,19 @@
-"""Settings of the demo weight set that the weight-set manifest has no place for: how to edit with it
-(optimiser settings, no face alignment: demo faces are rendered aligned), the judge and the sample faces.
-They ship as `editing/demo_set/demo_world.json`; `demo_editor_settings()` reads them.
+"""What the demo world keeps beside its weight set: the judge and the sample faces, shipped as
+`editing/demo_set/demo_world.json`. How to edit with the set (the optimiser settings `DEMO_OPTIMIZER`, no face
+alignment: demo faces are rendered aligned; sample faces only) is in its manifest's `editor` entry, which
+`ship` writes; `demo_editor_settings()` reads it.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from editing.weights import DEMO_SET_DIR
+from editing.weights import DEMO_SET_DIR, MANIFEST_NAME, read_manifest
 
 SETTINGS_FILE = "demo_world.json"
+# The value of the settings' "latent" entry for a generator trained on the world's own latent space
+# (`generator_train`: G(z) = render(params(z))); sets without it have a GLO-style generator whose z means nothing.
+WORLD_LATENT = "world"
 # StyleCLIP's optimiser, rescaled to the demo world. Its W codes vary about 0.25 per dimension across faces
 # (FFHQ's about 1) and its CLIP's cosines move little, so a strong L2 term holds the code at the start (with
 # lr 0.03 and l2_lambda 0.03 the judge saw 0 of 10 requested gray-hair edits on 16 test dialogues) and no L2
@@ -42,10 +46,8 @@ def read_settings(directory: Path = DEMO_SET_DIR) -> dict:
 
 
 def demo_editor_settings(directory: Path = DEMO_SET_DIR, preview_every: int = 0):
-    """The `OptimizerSettings` to edit with the demo set."""
-    from editing.optimizer import OptimizerSettings
-
-    return OptimizerSettings(preview_every=preview_every, **read_settings(directory)["optimizer"])
+    """The `OptimizerSettings` to edit with the demo set (its manifest's `editor` entry)."""
+    return read_manifest(Path(directory) / MANIFEST_NAME).optimizer_settings(preview_every=preview_every)
 
 
 def sample_faces(directory: Path = DEMO_SET_DIR) -> list[Path]:

@@ -8,8 +8,9 @@ Files written (all loadable by the same loaders as the public checkpoints):
 - `identity.pth`: an IR-SE state dict like `model_ir_se50.pth`;
 - `clip.safetensors` (float16) + `clip.json`: an open_clip state dict and its custom config;
 - `judge.safetensors` + `judge.json`: the attribute judge (demo world only);
-- `samples/*.png`: faces to start a chat from; `demo_world.json`: optimiser settings and file list;
-- `manifest.json`: the `demo` weight set (roles, sha256, sizes).
+- `samples/*.png`: faces to start a chat from; `demo_world.json`: the judge and the samples;
+- `manifest.json`: the `demo` weight set (roles, sha256, sizes) and how to edit with it (`editor`: the
+  optimiser settings `DEMO_OPTIMIZER`, no face alignment, sample faces only).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 
 from editing.demo_world.settings import DEMO_OPTIMIZER, SETTINGS_FILE, SAMPLE_FACES
-from editing.weights import DEMO_SET_DIR, write_manifest
+from editing.weights import DEMO_SET_DIR, EditorDefaults, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,7 @@ def ship_demo_set(runs_root: Path, out: Path | None = None) -> Path:
         _, _, image = render_profile(name, values)
         tensor_to_pil(image.unsqueeze(0)).save(samples / f"{name}.png")
         names.append(f"samples/{name}.png")
-    settings = {"size": generator.size, "align_faces": False, "optimizer": DEMO_OPTIMIZER, "judge": "judge.safetensors",
-                "samples": names}
+    settings = {"judge": "judge.safetensors", "samples": names}
     (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
     manifest = write_manifest(
@@ -74,6 +74,8 @@ def ship_demo_set(runs_root: Path, out: Path | None = None) -> Path:
          "clip": {"file": "clip.safetensors", "model_config": CLIP_CONFIG}},
         description="demo world: networks trained by i2edit on its procedural faces (i2edit demo-world train); "
                     f"{generator.size} px, aligned faces, no downloads",
+        # rendered faces come aligned, and its networks know no real photo
+        editor=EditorDefaults(optimizer=DEMO_OPTIMIZER, align_faces=False, real_photos=False),
     )
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     log.info("demo set in %s: %.1f MB", out, total / 1e6)
