@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,7 @@ def main() -> None:
     if args.tiny:
         upfirdn_cases = [Case(c.name, TINY_SHAPES[i % 2], c.up, c.down, c.pad, c.gain) for i, c in enumerate(UPFIRDN_CASES)]
         bias_act_shapes = TINY_SHAPES
-    record = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else "cpu",
+    record = {"command": "python bench/ops.py " + " ".join(sys.argv[1:]), "device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else "cpu",
               "threads": torch.get_num_threads(), "mode": mode, "repeat": args.repeat, "torch": torch.__version__,
               "upfirdn2d": [], "fused_bias_act": []}
 
