@@ -16,13 +16,13 @@
 #                   IR-SE50 identity, random weights at the real sizes), paper settings and fast mode
 #   dialogue_step   bench/dialogue_latency.py --device cuda: DialogueModel.step() p50/p95 over 60 turns
 # A step that fails or runs out of time is recorded as such and the others still run (a step the budget
-# leaves no time for is not run); the script then exits 1 with one line naming those steps. Without a GPU (and without GPU_CHECK_DRY=1) it exits 1
-# at once, saying so. Environment: PYTHON (default .venv/bin/python, else python3), GPU_CHECK_OUT
-# (the JSON to write), GPU_CHECK_LOGS (where each step's full log goes; default a temporary folder).
+# leaves no time for is not run); the script then exits 1 with one line naming those steps. Without a GPU
+# (and without GPU_CHECK_DRY=1) it exits 1 at once, saying so.
+# Environment: PYTHON (default .venv/bin/python, else python3), GPU_CHECK_OUT (the JSON to write),
+# GPU_CHECK_LOGS (where each step's full log goes; default a temporary folder), GPU_CHECK_BUDGET_S.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
 DRY=${GPU_CHECK_DRY:-0}
 BUDGET_S=${GPU_CHECK_BUDGET_S:-480}
 if [ -z "${PYTHON:-}" ]; then
@@ -37,8 +37,10 @@ if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
   echo "gpu_check: $PYTHON cannot import torch; set PYTHON to the interpreter of the i2edit environment" >&2
   exit 1
 fi
-if [ "$DRY" != 1 ] && ! "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-  echo "gpu_check: no CUDA GPU is visible to torch (torch.cuda.is_available() is False); run it on a GPU machine, or set GPU_CHECK_DRY=1 for a CPU dry run" >&2
+HAS_GPU='import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'
+if [ "$DRY" != 1 ] && ! "$PYTHON" -c "$HAS_GPU" 2>/dev/null; then
+  echo "gpu_check: no CUDA GPU is visible to torch (torch.cuda.is_available() is False);" \
+    "run it on a GPU machine, or set GPU_CHECK_DRY=1 for a CPU dry run" >&2
   exit 1
 fi
 
@@ -65,7 +67,11 @@ run_step() {
   code=$?
   local seconds
   seconds=$(awk -v a="$begin" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-  if [ "$code" = 0 ]; then status=ok; elif [ "$code" = 124 ] || [ "$code" = 137 ]; then status=timed_out; else status=failed; fi
+  case $code in
+    0) status=ok ;;
+    124 | 137) status=timed_out ;;
+    *) status=failed ;;
+  esac
   printf '%s\t%s\t%s\t%s\n' "$name" "$status" "$code" "$seconds" >> "$LOGS/steps.tsv"
   echo "[gpu_check] $name: $status in ${seconds} s"
 }
@@ -122,7 +128,9 @@ else
 fi
 run_step ops_bench 90 "$PYTHON" bench/ops.py "${OPS_ARGS[@]}" --json "$LOGS/ops_bench.json"
 run_step ops_bench_backward 90 "$PYTHON" bench/ops.py "${OPS_ARGS[@]}" --backward --json "$LOGS/ops_bench_backward.json"
-run_step edit_turn 240 bash -c '"$0" bench/edit_step.py "$@" --json > "'"$LOGS"'/edit_turn.json"' "$PYTHON" "${EDIT_ARGS[@]}"
+# bench/edit_step.py prints its JSON on stdout: $0 is the interpreter, $1 the output file, the rest its arguments.
+run_step edit_turn 240 bash -c 'out=$1; shift; "$0" bench/edit_step.py "$@" --json > "$out"' \
+  "$PYTHON" "$LOGS/edit_turn.json" "${EDIT_ARGS[@]}"
 run_step dialogue_step 120 "$PYTHON" bench/dialogue_latency.py "${DIALOGUE_ARGS[@]}" --json "$LOGS/dialogue.json"
 
 TOTAL=$(( $(date +%s) - START ))
@@ -131,7 +139,8 @@ TOTAL=$(( $(date +%s) - START ))
 import json, re, sys, xml.etree.ElementTree as ET
 from pathlib import Path
 
-logs, out, dry, total, budget = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4]), int(sys.argv[5])
+logs, out, dry = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "1"
+total, budget = int(sys.argv[4]), int(sys.argv[5])
 
 
 def load(name):
@@ -164,7 +173,8 @@ record["ops_build"] = {"compiled": bool(match and match.group(1)),
                        "build_s": float(match.group(1)) if match and match.group(1) else None} if match else None
 check_log = tail("ops_check", 100_000)
 stored = re.search(r"stored in (\S+\.json)", check_log)
-record["ops_check"] = json.loads(Path(stored.group(1)).read_text()) if stored and Path(stored.group(1)).exists() else None
+verdict_file = Path(stored.group(1)) if stored else None
+record["ops_check"] = json.loads(verdict_file.read_text()) if verdict_file and verdict_file.exists() else None
 record["ops_selfcheck_timing"] = load("ops_selfcheck.json")
 
 parity = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0, "not_passed": []}
@@ -198,8 +208,10 @@ if "paper" in record["edit_turn"]:
 if "fast" in record["edit_turn"]:
     met["fast_turn_s"] = record["edit_turn"]["fast"]["turn_300_s"] <= targets["fast_turn_s"]
 if record["ops_selfcheck_timing"]:
-    met["selfcheck_first_load_s"] = record["ops_selfcheck_timing"]["first_load_s"]["max"] <= targets["selfcheck_first_load_s"]
-record["targets"] = {"values": targets, "met": met, "note": "targets for one H100 (a dry run's figures say nothing about them)"}
+    first_load = record["ops_selfcheck_timing"]["first_load_s"]["max"]
+    met["selfcheck_first_load_s"] = first_load <= targets["selfcheck_first_load_s"]
+record["targets"] = {"values": targets, "met": met,
+                     "note": "targets for one H100 (a dry run's figures say nothing about them)"}
 if not dry and not (verdict and all(verdict["passed"].values())):
     record["note"] = ("the compiled ops did not build or did not pass their self-check: impl='auto' ran the "
                       "pure-PyTorch reference for the failed op(s) in the timings above")

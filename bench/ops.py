@@ -101,9 +101,11 @@ def main() -> None:
     upfirdn_cases = UPFIRDN_CASES
     bias_act_shapes = BIAS_ACT_SHAPES
     if args.tiny:
-        upfirdn_cases = [Case(c.name, TINY_SHAPES[i % 2], c.up, c.down, c.pad, c.gain) for i, c in enumerate(UPFIRDN_CASES)]
+        upfirdn_cases = [Case(c.name, TINY_SHAPES[i % 2], c.up, c.down, c.pad, c.gain)
+                         for i, c in enumerate(UPFIRDN_CASES)]
         bias_act_shapes = TINY_SHAPES
-    record = {"command": "python bench/ops.py " + " ".join(sys.argv[1:]), "device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else "cpu",
+    record = {"command": " ".join(["python bench/ops.py", *sys.argv[1:]]), "device": str(device),
+              "device_name": torch.cuda.get_device_name(device) if cuda else "cpu",
               "threads": torch.get_num_threads(), "mode": mode, "repeat": args.repeat, "torch": torch.__version__,
               "upfirdn2d": [], "fused_bias_act": []}
 

@@ -126,7 +126,7 @@ def main() -> None:
                            for _ in range(args.repeat)]
 
     record = {
-        "command": "python bench/ops_selfcheck.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python bench/ops_selfcheck.py", *sys.argv[1:]]),
         "device": str(device),
         "device_name": selfcheck.device_description(device) if device.type == "cuda" else cpu_name(),
         "kernels": what,

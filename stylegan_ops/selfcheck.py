@@ -339,7 +339,8 @@ def _random_like(t: torch.Tensor, dtype: torch.dtype, gen: torch.Generator) -> t
     return torch.randn(t.shape, generator=gen, dtype=torch.float64).to(dtype).to(t.device, t.dtype)
 
 
-def _compare(case: _Case, check: str, got: list[torch.Tensor | None], expected: list[torch.Tensor | None]) -> CaseResult:
+def _compare(case: _Case, check: str, got: list[torch.Tensor | None],
+             expected: list[torch.Tensor | None]) -> CaseResult:
     tolerance = TOLERANCES[case.dtype] * _ORDER_FACTOR[check]
     worst_error, worst_allowed, worst_ratio = 0.0, tolerance, 0.0
     for g, e in zip(got, expected):

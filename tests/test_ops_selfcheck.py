@@ -140,7 +140,8 @@ def test_a_correct_kernel_passes_and_auto_runs_it(use_kernels, caplog):
 @pytest.mark.parametrize(
     "kernels,op,expected",
     [
-        (OffsetUpfirdn2d, "upfirdn2d", r"up=2 down=1 pad=\(2, 1\) kernel 4x4 .* float32, forward: error 1\.0e-02 \(allowed"),
+        (OffsetUpfirdn2d, "upfirdn2d",
+         r"up=2 down=1 pad=\(2, 1\) kernel 4x4 .* float32, forward: error 1\.0e-02 \(allowed"),
         (RaisingBiasAct, "fused_bias_act", "act=linear .* forward: raised RuntimeError: CUDA error: an illegal memory"),
         (WrongSecondDerivative, "fused_bias_act", r"act=tanh .* float32, second-order: error"),
         (WrongHalfUpfirdn2d, "upfirdn2d", r"up=2 down=1 pad=\(2, 1\) kernel 4x4 .* float16, forward: error"),
@@ -247,7 +248,8 @@ def test_i2edit_ops_check_prints_the_verdict_and_cases(use_kernels, capsys):
     out = capsys.readouterr().out
     assert "verdict: fused_bias_act passed, upfirdn2d passed" in out
     assert "selfcheck-cpu.json" in out
-    assert any(line.startswith("upfirdn2d ") and "up=4 down=2" in line and line.endswith("ok") for line in out.splitlines())
+    lines = out.splitlines()
+    assert any(line.startswith("upfirdn2d ") and "up=4 down=2" in line and line.endswith("ok") for line in lines)
     first_calls = CountingKernels.calls["upfirdn2d"]
 
     assert i2edit(["ops", "check"]) == 0  # the stored verdict
