@@ -4,11 +4,14 @@
   of each requested value's text (`editing.prompts.attribute_text`); AvgRel is the mean over the
   requested values, MinRel the minimum.
 - Identity: cosine between ArcFace embeddings of the edited image and of the original aligned photo.
-- LPIPS (AlexNet, v0.1 linear heads shipped in the `lpips` package): edited vs original, both
-  area-resized to 256 px. The AlexNet trunk comes from a local torchvision file
-  (`alexnet-owt-7be5be79.pth`); nothing is downloaded.
-- FID: pytorch-fid's InceptionV3 (2048-d pool features, its own resize to 299) from a local
-  `pt_inception-2015-12-05-6726825d.pth`, between the set of edited images and the set of originals.
+- LPIPS: the `lpips` package's network (AlexNet trunk, its shipped v0.1 linear heads), edited vs original,
+  both area-resized to 256 px. The trunk comes from a local torchvision file (`alexnet-owt-7be5be79.pth`).
+- FID: pytorch-fid's own InceptionV3 (2048-d pool features, its own resize to 299), between the set of edited
+  images and the set of originals. pytorch-fid reads its weights through torch hub's cache, so the local
+  `pt_inception-2015-12-05-6726825d.pth` is placed there (a private cache directory, for the load only).
+
+Nothing is downloaded, and each file is read by `editing.checkpoints`' safe loader first (a clear error for
+a bad file; no pickled code runs).
 
 LPIPS and FID are optional: `load_lpips` / `load_fid_inception` raise FileNotFoundError naming the
 file when it is absent, and callers report the metric as skipped with that reason.
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +36,7 @@ from editing.prompts import attribute_texts
 log = logging.getLogger(__name__)
 
 LPIPS_SIZE = 256
+_HUB_DIR_LOCK = threading.Lock()  # torch hub's cache directory is one setting per process
 LPIPS_BACKBONE_FILE = "alexnet-owt-7be5be79.pth"
 FID_INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 
@@ -82,34 +88,32 @@ class Lpips:
 
 
 def load_lpips(backbone_path: str | Path | None, device: str | torch.device = "cpu") -> Lpips:
-    """LPIPS with the AlexNet trunk read from the local torchvision file `backbone_path`.
+    """LPIPS, the `lpips` package's network, with its AlexNet trunk read from the local torchvision file.
 
-    The `lpips` package builds a random trunk (`pnet_rand=True`, no download) and loads its shipped
-    linear heads; the trunk's conv layers are then filled from the file (keys `features.N.*`).
+    The package fetches a trained trunk through torchvision, which wants the whole AlexNet file (classifier
+    included) in torch hub's cache; LPIPS uses only the conv trunk. So the network is built with a random trunk
+    (`pnet_rand=True`, nothing downloaded) and the file's `features.N.*` entries load into it strictly (the
+    package keeps torchvision's layer indices `N` inside its five slices).
     """
     import lpips
 
-    from editing.checkpoints import freeze, load_state_dict_file, require_file
+    from editing.checkpoints import freeze, load_state_dict_file, load_strict, require_file
 
     if backbone_path is None:
         raise FileNotFoundError(f"LPIPS needs the AlexNet weights file {LPIPS_BACKBONE_FILE}; no path given")
-    path = require_file(backbone_path, "LPIPS AlexNet backbone")
-    state = load_state_dict_file(path, "LPIPS AlexNet backbone")
+    what = "LPIPS AlexNet backbone"
+    path = require_file(backbone_path, what)
+    state = load_state_dict_file(path, what)
     with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=False`
         warnings.simplefilter("ignore", UserWarning)
         network = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False)
-    features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-    loaded = 0
-    for block in (network.net.slice1, network.net.slice2, network.net.slice3, network.net.slice4,
-                  network.net.slice5):
-        for index, layer in block.named_children():
-            own = layer.state_dict()
-            if not own:
-                continue
-            layer.load_state_dict({name: features[f"{index}.{name}"] for name in own}, strict=True)
-            loaded += 1
-    if loaded != 5:
-        raise ValueError(f"LPIPS backbone file {path} filled {loaded} of AlexNet's 5 conv layers")
+    slice_of = {index: name for name, block in network.net.named_children() for index, _ in block.named_children()}
+    trunk = {}  # features.3.weight -> slice2.3.weight
+    for key, value in state.items():
+        index = key.split(".")[1] if key.startswith("features.") else None
+        if index in slice_of:
+            trunk[f"{slice_of[index]}.{key[len('features.'):]}"] = value
+    load_strict(network.net, trunk, path, what)
     return Lpips(freeze(network, device))
 
 
@@ -131,32 +135,43 @@ class FidInception:
 
 
 def load_fid_inception(path: str | Path | None, device: str | torch.device = "cpu") -> FidInception:
-    """pytorch-fid's InceptionV3 with its weights read from the local file `path` (never downloaded)."""
+    """pytorch-fid's own InceptionV3, its weights read from the local file `path` (never downloaded).
+
+    pytorch-fid loads `FID_WEIGHTS_URL` through torch hub, which reads the file from its cache when it is
+    there: the file is placed in a private cache for the load (`torch_hub_file`).
+    """
     from pytorch_fid import inception as fid_inception
 
-    from editing.checkpoints import freeze, load_state_dict_file, require_file
+    from editing.checkpoints import CheckpointError, freeze, load_state_dict_file, require_file
 
     if path is None:
         raise FileNotFoundError(f"FID needs the Inception weights file {FID_INCEPTION_FILE}; no path given")
     path = require_file(path, "FID Inception")
-    state = load_state_dict_file(path, "FID Inception")
-
-    def from_local_file(url, *args, **kwargs):  # stands in for pytorch-fid's download
-        return state
-
-    with _patched(fid_inception, "load_state_dict_from_url", from_local_file):
-        network = fid_inception.InceptionV3([fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
+    load_state_dict_file(path, "FID Inception")  # tensors only, or a clear error; torch hub unpickles in full
+    try:
+        with torch_hub_file(fid_inception.FID_WEIGHTS_URL, path):
+            network = fid_inception.InceptionV3([fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
+    except RuntimeError as exc:  # load_state_dict: missing, unexpected or mismatched weights
+        detail = str(exc) if len(str(exc)) < 400 else str(exc)[:400] + " ..."
+        raise CheckpointError(f"FID Inception file {path} does not fit pytorch-fid's network: {detail}") from exc
     return FidInception(freeze(network, device))
 
 
 @contextlib.contextmanager
-def _patched(module, name: str, value):
-    original = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, original)
+def torch_hub_file(url: str, path: Path):
+    """For the duration, torch hub's cache is a temporary directory in which the file that `url` names is a link
+    to the local `path`: `torch.hub.load_state_dict_from_url(url)` (what libraries call) reads `path` and
+    downloads nothing. The previous cache directory is restored afterwards."""
+    name = url.rsplit("/", 1)[-1]
+    with _HUB_DIR_LOCK, tempfile.TemporaryDirectory(prefix="i2edit-hub-") as hub:
+        (Path(hub) / "checkpoints").mkdir()
+        (Path(hub) / "checkpoints" / name).symlink_to(Path(path).resolve())
+        previous = torch.hub.get_dir()
+        torch.hub.set_dir(hub)
+        try:
+            yield
+        finally:
+            torch.hub.set_dir(previous)
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:

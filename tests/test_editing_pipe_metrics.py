@@ -1,4 +1,5 @@
-"""Editing metrics: relevance (eq. 1-2), LPIPS and FID from local weight files (random weights here)."""
+"""Editing metrics: relevance (eq. 1-2), LPIPS and FID with the `lpips` and `pytorch-fid` networks, from local weight
+files (random weights here; nothing is downloaded: the suite's network guard would fail the test)."""
 from __future__ import annotations
 
 import sys
@@ -13,23 +14,27 @@ from editing_pipe_fixtures import astronaut, editor  # noqa: E402
 
 from dialogue.ontology import BeliefState  # noqa: E402
 from editing.editor import Editor  # noqa: E402
+from editing.checkpoints import CheckpointError  # noqa: E402
 from editing.metrics import (  # noqa: E402
     FidInception,
     frechet_distance,
     load_fid_inception,
     load_lpips,
     relevance,
+    torch_hub_file,
 )
 from editing.prompts import attribute_text  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def alexnet_file(tmp_path_factory):
-    """torchvision's AlexNet layout (the file LPIPS needs); only the conv trunk, random weights."""
+    """torchvision's AlexNet layout (the file LPIPS needs): the conv trunk with random weights, and one small
+    classifier entry standing in for the real file's classifier (which LPIPS does not use)."""
     import torchvision
 
     torch.manual_seed(0)
     state = {k: v for k, v in torchvision.models.alexnet().state_dict().items() if k.startswith("features.")}
+    state["classifier.6.bias"] = torch.zeros(1000)
     path = tmp_path_factory.mktemp("lpips") / "alexnet-owt-7be5be79.pth"
     torch.save(state, path)
     return path
@@ -48,15 +53,37 @@ def test_relevance_is_the_cosine_to_each_value_text():
     assert relevance(ed.clip, image, BeliefState()) is None
 
 
-def test_lpips_from_a_local_alexnet_file(alexnet_file):
+def test_lpips_from_a_local_alexnet_file(alexnet_file, tmp_path):
+    import lpips as lpips_package
+
     lpips = load_lpips(alexnet_file)
-    trunk = lpips.network.net.slice1[0].weight
-    assert torch.equal(trunk, torch.load(alexnet_file)["features.0.weight"])
+    assert isinstance(lpips.network, lpips_package.LPIPS)  # the package's own network, heads included
+    saved = torch.load(alexnet_file)
+    for name, block in lpips.network.net.named_children():  # every trunk layer comes from the file
+        for index, layer in block.named_children():
+            for param, value in layer.state_dict().items():
+                assert torch.equal(value, saved[f"features.{index}.{param}"]), (name, index, param)
     a = torch.rand(2, 3, 64, 64) * 2 - 1
     b = torch.rand(2, 3, 128, 128) * 2 - 1
     same = lpips(a, a)
     assert same.shape == (2,) and torch.allclose(same, torch.zeros(2), atol=1e-6)
     assert (lpips(a, b) > 0).all()
+    del saved["features.8.weight"]
+    torch.save(saved, tmp_path / "short.pth")
+    with pytest.raises(CheckpointError, match=r"short.pth does not match the network: missing 1: slice4.8.weight"):
+        load_lpips(tmp_path / "short.pth")
+
+
+def test_torch_hub_reads_a_placed_file_and_the_cache_setting_comes_back(tmp_path):
+    before = torch.hub.get_dir()
+    path = tmp_path / "local_copy.pth"
+    torch.save({"w": torch.arange(3.0)}, path)
+    url = "https://example.invalid/releases/weights-0123abcd.pth"
+    with torch_hub_file(url, path):
+        assert torch.hub.get_dir() != before
+        state = torch.hub.load_state_dict_from_url(url)  # a download would fail the test (network guard)
+    assert torch.equal(state["w"], torch.arange(3.0))
+    assert torch.hub.get_dir() == before
 
 
 def test_editor_reports_lpips_when_its_weights_exist(alexnet_file):
@@ -64,7 +91,7 @@ def test_editor_reports_lpips_when_its_weights_exist(alexnet_file):
     ed = Editor(base.generator, base.e4e, base.clip, base.identity, load_lpips(alexnet_file))
     inversion = ed.invert(astronaut(), align=False)
     result = ed.edit(inversion, BeliefState.of("bangs"), steps=1)
-    assert result.metrics["lpips"] > 0 and "skipped" not in result.metrics
+    assert result.metrics["lpips"] > 0 and "lpips" not in result.metrics.get("skipped", {})
     empty = ed.edit(inversion, BeliefState())
     assert empty.metrics["lpips"] >= 0
 
@@ -128,8 +155,15 @@ def test_fid_inception_from_a_local_file(tmp_path):
     path = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
     torch.save(net.state_dict(), path)
 
+    hub_dir = torch.hub.get_dir()
     fid = load_fid_inception(path)
+    assert isinstance(fid.network, fi.InceptionV3)  # pytorch-fid's own network
     assert torch.equal(fid.network.blocks[0][0].conv.weight, net.Conv2d_1a_3x3.conv.weight)
+    assert torch.equal(fid.network.blocks[3][2].branch_pool.conv.weight, net.Mixed_7c.branch_pool.conv.weight)
     features = fid.features(torch.rand(3, 3, 64, 64) * 2 - 1)
     assert features.shape == (3, 2048)
-    assert fi.load_state_dict_from_url.__name__ != "from_local_file"  # the download hook is restored
+    assert torch.hub.get_dir() == hub_dir
+
+    torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(2)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="(?s)other.pth does not fit pytorch-fid's network: .*Missing key"):
+        load_fid_inception(tmp_path / "other.pth")
