@@ -11,7 +11,7 @@ from pathlib import Path
 from editing.prompts import TEXT_OBJECTIVES
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def add_editing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", metavar="SET",
                         help="weight set: ffhq (public files in the weights dir), demo, a directory or a manifest "
                              "(default: the --weights-dir directory, else ffhq)")
@@ -25,11 +25,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                              "(faster backward pass; not the paper's setting)")
     parser.add_argument("--text-objective", choices=TEXT_OBJECTIVES, default=None,
                         help="description: one text for the whole request (the paper's); per_attribute: the mean "
-                             "of one CLIP term per requested value (default: description; the demo set's own "
-                             "setting with --weights demo)")
+                             "of one CLIP term per requested value (default: the weight set's own setting, "
+                             "description for the public weights)")
     parser.add_argument("--no-align", action="store_true",
                         help="skip face detection and alignment: the photo is already an FFHQ-style face crop "
-                             "(always so with the demo set, whose faces are rendered aligned)")
+                             "(always so for a weight set whose manifest says its faces come aligned, e.g. demo)")
 
 
 def register(subparsers) -> None:
@@ -45,7 +45,7 @@ def register(subparsers) -> None:
                       help="multi: from the photo towards all requirements; single: the same for one edit "
                            "(the modes differ only across turns; see eval-editing)")
     edit.add_argument("--json", action="store_true", help="print metrics.json instead of a summary")
-    _add_common(edit)
+    add_editing_options(edit)
     edit.set_defaults(func=run_edit)
 
     ev = subparsers.add_parser(
@@ -59,37 +59,26 @@ def register(subparsers) -> None:
     ev.add_argument("--modes", default="multi,single", help="comma-separated modes (default: %(default)s)")
     ev.add_argument("--limit", type=int, help="evaluate only the first N dialogues")
     ev.add_argument("--no-images", action="store_true", help="do not save the edited images")
-    _add_common(ev)
+    add_editing_options(ev)
     ev.set_defaults(func=run_eval)
 
 
-def _weight_set(args):
+def weight_set_from_args(args):
     from editing.weights import resolve_set
 
     return resolve_set(args.weights or args.weights_dir or "ffhq", args.weights_dir)
 
 
-def _editor(args, weight_set):
-    """The editor the flags ask for. The demo set edits with its own optimiser settings and without alignment
-    (as the chat server does); --fast and --text-objective override the settings."""
-    import dataclasses
-
+def editor_from_args(args, weight_set):
+    """The editor the flags ask for: the weight set's own settings (its manifest's `editor` entry: optimiser
+    settings, alignment), with --fast, --text-objective and --no-align on top."""
     from editing.editor import Editor
-    from editing.optimizer import OptimizerSettings
 
-    is_demo = weight_set.name == "demo"
-    if is_demo:
-        from editing.demo_world.settings import demo_editor_settings
-
-        settings = demo_editor_settings(weight_set.root)
-    else:
-        settings = OptimizerSettings()
     overrides = {"clip_size": 256} if args.fast else {}
     if args.text_objective:
         overrides["text_objective"] = args.text_objective
-    settings = dataclasses.replace(settings, **overrides)
-    return Editor.from_weights(weight_set, device=args.device, settings=settings,
-                               align_faces=not (args.no_align or is_demo))
+    return Editor.from_weights(weight_set, device=args.device, settings=weight_set.optimizer_settings(**overrides),
+                               align_faces=weight_set.editor.align_faces and not args.no_align)
 
 
 def run_edit(args) -> int:
@@ -103,7 +92,7 @@ def run_edit(args) -> int:
     if not image.is_file():
         raise FileNotFoundError(f"--image {image} does not exist")
     out = Path(args.out)
-    editor = _editor(args, _weight_set(args))
+    editor = editor_from_args(args, weight_set_from_args(args))
     inversion = editor.invert(image)
     bar = tqdm(total=args.steps or editor.settings.steps, desc="editing", unit="step", disable=args.json)
 
@@ -142,8 +131,8 @@ def run_eval(args) -> int:
 
     dialogues = read_dialogues(args.dialogues)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    weight_set = _weight_set(args)
-    editor = _editor(args, weight_set)
+    weight_set = weight_set_from_args(args)
+    editor = editor_from_args(args, weight_set)
     fid, fid_skipped = None, None
     try:
         fid = load_fid_inception(weight_set.path("fid-inception"), editor.device)
