@@ -188,11 +188,11 @@ def test_two_dialogues_run_and_the_bad_entries_are_reported(finished_run, script
 
 
 @pytest.mark.browser
-def test_the_report_opens_in_chromium_and_every_image_loads(finished_run):
+def test_the_report_opens_in_chromium_and_every_image_loads(finished_run, system_parts):
     path = chromium_path()
     if path is None:
-        pytest.skip("no chromium executable (apt-get install chromium, or set I2EDIT_CHROMIUM)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+        system_parts.missing("no chromium executable (apt-get install chromium, or set I2EDIT_CHROMIUM)")
+    sync_api = system_parts.import_module("playwright.sync_api", "playwright (python) is not installed")
     out = finished_run[0]
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
