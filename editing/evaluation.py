@@ -256,7 +256,7 @@ def evaluate_editing(
                                             f"images/{mode}/{dialogue.dialogue_id}-t{index + 1}.png")
                 record = turn_record(dialogue.dialogue_id, index + 1, mode, result, image_file, user=turn.user)
                 if per_turn_hook is not None:
-                    record.extra = dict(per_turn_hook(dialogue, index, mode, result) or {})
+                    record.extra.update(per_turn_hook(dialogue, index, mode, result) or {})
                 records.append(record)
                 if fid_inception is not None and turn.belief_state:
                     edited_features[mode].append(fid_inception.features(result.tensor))
@@ -294,12 +294,14 @@ def save_image(image: Image.Image, out_dir: str | Path, relative: str) -> str:
 
 def turn_record(dialogue_id: str, turn: int, mode: str, result: EditResult, image_file: str | None = None,
                 user: str | None = None, reply: str | None = None) -> TurnRecord:
-    """The record of one edit (`turn` from 1)."""
+    """The record of one edit (`turn` from 1); a calibrated critic's per-value verdicts go into `extra`."""
     m = result.metrics
+    extra = {"verdicts": dict(m["verdicts"])} if m.get("verdicts") else {}
     return TurnRecord(
         dialogue_id=dialogue_id, turn=turn, mode=mode, state=result.state.to_dict(), text=result.text,
         avg_rel=m["avg_rel"], min_rel=m["min_rel"], per_attribute=m["per_attribute"], identity=m["identity"],
-        lpips=m["lpips"], steps=result.steps, seconds=result.seconds, image_file=image_file, user=user, reply=reply)
+        lpips=m["lpips"], steps=result.steps, seconds=result.seconds, image_file=image_file, extra=extra, user=user,
+        reply=reply)
 
 
 def summarise_modes(records: list[TurnRecord], modes: Iterable[str]

@@ -39,10 +39,10 @@ ORIGINAL_PREFIX = "original_"
 MODE_LABELS = {"multi": "multi-turn", "single": "single-turn"}
 FIELD_LABELS = {"avg_rel": "AvgRel", "min_rel": "MinRel", "identity": "identity", "lpips": "LPIPS",
                 "success": "success", "marginal_success": "marginal success", "judge_lpips": "LPIPS-style",
-                "judge_values": "judge sees"}
+                "judge_values": "judge sees", "verdicts": "critic"}
 NOT_MEASURED = {
-    "success": "needs an attribute judge (the demo world's `i2edit demo-world eval` has one)",
-    "marginal_success": "needs an attribute judge (the demo world's `i2edit demo-world eval` has one)",
+    "success": "these need an attribute judge, which `i2edit demo-world eval` has",
+    "marginal_success": "these need an attribute judge, which `i2edit demo-world eval` has",
     "identity": "no identity network in this weight set",
 }
 DISPLAY_PX = 160  # side of a face picture in the page
@@ -83,6 +83,8 @@ def _cell_lines(record: Any) -> list[str]:
         if isinstance(value, (bool, int, float, str)) or (
                 isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value)):
             lines.append(f"{_label(key)}: {_fmt(value)}")
+        elif isinstance(value, Mapping) and all(isinstance(v, bool) for v in value.values()):
+            lines.append(f"{_label(key)}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in value.items()))
     if record.text:
         lines.append(f"aimed at: {record.text}")
     return lines
@@ -165,7 +167,7 @@ h1 { font-size: 1.5em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ccc; 
 table.summary { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
 table.summary th, table.summary td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; }
 table.summary th { background: #f3f3f3; }
-.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: .6em; }
+.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: .6em; }
 figure { margin: 0; } figure img { max-width: 100%; border: 1px solid #e4e4e4; }
 figcaption { font-size: .85em; color: #555; }
 table.sheet { border-collapse: collapse; margin-top: .4em; }
@@ -274,10 +276,13 @@ def write_report(out_dir: str | Path, records: Sequence[Any], title: str, summar
              f"<figcaption>{html.escape(p.title)}: mean over the dialogues with a value at each turn.</figcaption>"
              "</figure>" for p in plots]
     body.append("</div>")
-    if missing:
+    by_reason: dict[str, list[str]] = {}
+    for key in missing:
+        by_reason.setdefault(NOT_MEASURED.get(key, "no values"), []).append(PLOTTED_METRICS[key][0].split(" (")[0])
+    if by_reason:
         body.append("<p class=\"muted\">Not measured in this run: " + "; ".join(
-            f"{html.escape(PLOTTED_METRICS[k][0].split(' (')[0])} ({_inline(NOT_MEASURED.get(k, 'no values'))})"
-            for k in missing) + ".</p>")
+            f"{html.escape(' and '.join(names).capitalize())}: {_inline(reason)}" for reason, names in by_reason.items())
+            + ".</p>")
     body.append("</section>")
     body.append('<section id="dialogues"><h2>Dialogues</h2>')
     if not sheets:

@@ -66,7 +66,8 @@ def _records(root: Path, with_judge: bool) -> tuple[list[TurnRecord], dict[str, 
                     target = _image(root, f"targets/{dialogue_id}-t{turn}.png", (0, 200, 0))
                     extra = {"success": turn == 1 or mode == "multi", "marginal_success": True,
                              "judge_values": ["smiling"], "target_image": target,
-                             "target_l1": 0.1 * turn + 0.05 * mode_index, "original_target_l1": 0.4}
+                             "target_l1": 0.1 * turn + 0.05 * mode_index, "original_target_l1": 0.4,
+                             "verdicts": {"smiling": True, "goatee": turn == 1}}
                 records.append(TurnRecord(
                     dialogue_id=dialogue_id, turn=turn, mode=mode, state=state, text="a face of a person with a smile",
                     avg_rel=0.3 + 0.1 * turn, min_rel=0.2 + 0.05 * turn, per_attribute={"smiling": 0.3 + 0.1 * turn},
@@ -98,7 +99,7 @@ def test_report_holds_summary_plots_and_one_sheet_per_dialogue(tmp_path):
         "images/original/d1.png", "images/original/d2.png"} <= set(sources.images)
     assert sources.links == ["report/sheets/d1.png", "report/sheets/d2.png"]
     assert "<td>Multi-turn</td>" in html and "entry 3 failed: no face" in html
-    assert "Not measured in this run: Success" in html and "Marginal success" in html
+    assert "Not measured in this run: Success and marginal success: these need an attribute judge" in html
     assert "“and a goatee”" in html and "expression: smiling; beard: goatee" in html
     assert "AvgRel 0.500  MinRel 0.300" in html and "smiling 0.500" in html and "identity 0.700" in html
     # small pictures are enlarged without smoothing
@@ -118,6 +119,7 @@ def test_optional_judge_and_target_fields_are_plotted_and_shown(tmp_path):
     assert "targets/d1-t2.png" in sources.images  # the target column
     assert "<th>target</th>" in html and "original&#x27;s target l1: 0.400" in html
     assert "success: yes" in html and "judge sees: smiling" in html and "target l1: 0.250" in html
+    assert "critic: smiling yes, goatee no" in html
 
 
 def test_dialogue_views_put_modes_side_by_side_and_target_last(tmp_path):
