@@ -1,6 +1,7 @@
 """The JSON API blueprint (`/api/...`), documented in `server/static/openapi.json`."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
@@ -8,6 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file,
 from server import chat
 from server.errors import ApiError
 from server.images import ImageRejected, decode_upload, valid_key
+from server.jobs import queue_position
 from server.models import EditJob, Turn
 from server.runtime import Runtime
 from server.security import (
@@ -29,7 +31,7 @@ def _guard_state_changes() -> None:
     if request.method in ("POST", "PUT", "PATCH", "DELETE"):
         check_same_origin(request)
         rt = runtime()
-        rt.limiter.hit(client_address(request, rt.settings.trust_proxy))
+        rt.limiter.hit(client_address(request))
 
 
 @bp.after_request
@@ -125,12 +127,16 @@ def retry_job(job_id: str):
 @bp.get("/images/<key>")
 def image(key: str):
     rt = runtime()
-    if not valid_key(key) or not rt.store.exists(key) or not chat.image_visible(rt, key, owner_hash(request)):
+    if not valid_key(key) or not chat.image_visible(rt, key, owner_hash(request)):
         raise chat.not_found("image")
+    try:
+        data = rt.store.get_bytes(key)
+    except KeyError:
+        raise chat.not_found("image") from None
     download = request.args.get("download") == "1"
-    response = send_file(rt.store.path(key), mimetype="image/png" if key.endswith(".png") else "image/jpeg",
+    response = send_file(io.BytesIO(data), mimetype="image/png" if key.endswith(".png") else "image/jpeg",
                          as_attachment=download, download_name=f"i2edit-{key[:12]}.{key.rsplit('.', 1)[1]}",
-                         max_age=3600)
+                         max_age=3600, etag=key.split(".")[0])
     response.headers["Cache-Control"] = "private, max-age=3600, immutable"  # content-addressed: never changes
     return response
 
@@ -164,8 +170,15 @@ def _job_json(job: EditJob | None, turn_index: int | None = None) -> dict | None
         "id": job.id, "status": job.status, "progress": round(job.progress, 4), "step": job.step,
         "total": job.total, "preview_url": _image_url(job.preview_key), "image_url": _image_url(job.image_key),
         "error": job.error, "turn": turn_index, "metrics": job.metrics,
-        "cancel_requested": bool(job.cancel_requested),
+        "cancel_requested": bool(job.cancel_requested), "queue_position": _queue_position(job),
     }
+
+
+def _queue_position(job: EditJob) -> int | None:
+    if job.status != "queued":
+        return None
+    with runtime().db.read() as session:
+        return queue_position(session, job)
 
 
 def _turn_json(turn: Turn, parent_index: int | None, job: EditJob | None) -> dict:

@@ -6,8 +6,10 @@ photo from the whole belief state (multi-turn mode), so a turn whose state some 
 reuses that image, and a new turn supersedes (cancels) edits still pending for other turns.
 
 Only one turn (or undo, or retry) at a time per conversation: a second concurrent request gets 409 at once (a lock
-per conversation in this process; across server processes, the unique (conversation, index) key refuses the second
-turn's insert, also with 409).
+per conversation in this process; across server processes, a turn or undo moves the head only if it is still the
+turn it started from, and the unique (conversation, index) key refuses a second turn's insert, also with 409).
+An owner may have `max_queued_per_owner` edits pending in other conversations; a turn that would queue one more
+gets 429 and is not stored.
 
 When nothing in a conversation can be edited (`edit_blocker`: no photo, an uploaded photo on weights that edit only
 their own sample faces, no weights at all), the reply the user sees says so and what to do, instead of the dialogue
@@ -26,6 +28,7 @@ from sqlalchemy.orm import Session, selectinload
 from dialogue.ontology import BeliefState
 from server.dialogue_process import DialogueProcessError
 from server.errors import ApiError
+from server.jobs import pending_edits_elsewhere
 from server.models import Conversation, EditJob, Photo, Turn, new_id, utcnow
 from server.runtime import Runtime, busy_error
 from server.settings import MAX_TEXT_CHARS
@@ -178,7 +181,7 @@ def post_turn(rt: Runtime, conversation_id: str, owner_hash: str | None, text: o
                             model_response=model_response, created_at=utcnow())
                 session.add(turn)
                 session.flush()
-                _move_head(session, conversation_id, turn.id)
+                _move_head(session, conversation_id, turn.id, expected=head_turn_id)
                 job = _settle_image(rt, session, turn, photo_source, supersede=pending)
         except IntegrityError:  # another server process added a turn with this index meanwhile
             raise busy_error() from None
@@ -194,7 +197,7 @@ def undo(rt: Runtime, conversation_id: str, owner_hash: str | None) -> EditJob |
         if conversation.head_turn_id is None:
             raise ApiError(409, "nothing_to_undo", "there is no turn to undo")
         head = session.get(Turn, conversation.head_turn_id)
-        _move_head(session, conversation_id, head.parent_id)
+        _move_head(session, conversation_id, head.parent_id, expected=head.id)
         job = None
         if head.parent_id is not None:
             photo_source = conversation.photo.source if conversation.photo else None
@@ -206,13 +209,17 @@ def undo(rt: Runtime, conversation_id: str, owner_hash: str | None) -> EditJob |
     return job
 
 
-_MOVE_HEAD = (update(Conversation).where(Conversation.id == bindparam("conversation_id"))
+_MOVE_HEAD = (update(Conversation).where(Conversation.id == bindparam("conversation_id"),
+                                         Conversation.head_turn_id.is_not_distinct_from(bindparam("expected")))
               .values(head_turn_id=bindparam("turn_id"), updated_at=bindparam("now")))
 
 
-def _move_head(session: Session, conversation_id: str, turn_id: int | None) -> None:
-    session.connection().execute(_MOVE_HEAD, {"conversation_id": conversation_id, "turn_id": turn_id,
-                                              "now": utcnow()})
+def _move_head(session: Session, conversation_id: str, turn_id: int | None, expected: int | None) -> None:
+    """Move the head from `expected` to `turn_id`; 409 when another server process moved it meanwhile."""
+    moved = session.connection().execute(_MOVE_HEAD, {"conversation_id": conversation_id, "turn_id": turn_id,
+                                                      "expected": expected, "now": utcnow()}).rowcount
+    if not moved:
+        raise busy_error()
 
 
 def _settle_image(rt: Runtime, session: Session, turn: Turn, photo_source: str | None,
@@ -238,6 +245,11 @@ def _settle_image(rt: Runtime, session: Session, turn: Turn, photo_source: str |
     if pending is not None:
         pending.cancel_requested = False
         return pending
+    cap = rt.settings.max_queued_per_owner
+    if pending_edits_elsewhere(session, turn.conversation_id) >= cap:
+        raise ApiError(429, "too_many_edits",
+                       f"you have {cap} edits waiting or running in your other conversations, the most one person "
+                       "may have; wait until one is done (or cancel one), then send this turn again")
     job = EditJob(id=new_id(), conversation_id=turn.conversation_id, turn_id=turn.id, status="queued",
                   step=0, total=0, attempts=0, cancel_requested=False, created_at=utcnow())
     session.add(job)

@@ -1,8 +1,12 @@
-"""Database engine, sessions and the schema upgrade run at start-up.
+"""Database engine, sessions, the database's clock and the schema upgrade.
 
 SQLite (the default) runs in WAL mode with a busy timeout so the request threads, the in-process worker and
 `i2edit worker` processes can share one file; transactions that write begin `IMMEDIATE` so two writers queue
-instead of failing, and the threads of one process queue for writing on a lock of their own. Any other SQLAlchemy URL (PostgreSQL is tested) works unchanged.
+instead of failing, and the threads of one process queue for writing on a lock of their own. PostgreSQL is the
+database for several machines (tested); other SQLAlchemy URLs get the standard SQL of `db_now`.
+
+`db_now(offset_s)` is the database server's clock (naive UTC, like every stored time) as an SQL expression:
+heartbeats and staleness compare times written by different hosts, so they use one clock, not each host's.
 """
 from __future__ import annotations
 
@@ -13,9 +17,11 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.functions import FunctionElement
 
 log = logging.getLogger(__name__)
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin otherwise
@@ -51,6 +57,33 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+class db_now(FunctionElement):  # noqa: N801 (reads like the SQL function it compiles to)
+    """The database's current UTC time plus `offset_s` seconds, as a naive `DateTime` SQL expression."""
+
+    type = DateTime()
+    inherit_cache = False  # the offset is rendered into the SQL text
+
+    def __init__(self, offset_s: float = 0.0):
+        self.offset_s = float(offset_s)
+        super().__init__()
+
+
+@compiles(db_now, "sqlite")
+def _db_now_sqlite(element: db_now, compiler, **kw) -> str:
+    # the text form SQLAlchemy stores for DateTime on SQLite, so that comparisons with stored times hold
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now', '{element.offset_s:+.3f} seconds') || '000')"
+
+
+@compiles(db_now, "postgresql")
+def _db_now_postgresql(element: db_now, compiler, **kw) -> str:
+    return f"(timezone('UTC', statement_timestamp()) + interval '{element.offset_s:.3f} seconds')"
+
+
+@compiles(db_now)
+def _db_now_standard(element: db_now, compiler, **kw) -> str:
+    return f"(CURRENT_TIMESTAMP + INTERVAL '{element.offset_s:.3f}' SECOND)"
+
+
 class Database:
     """An engine with two session factories: `read()` for lookups and `write()` for transactions that write."""
 
@@ -70,6 +103,15 @@ class Database:
     def connect(self) -> Connection:
         """A plain connection for Core lookups (no ORM session: cheaper on the hot path of a turn)."""
         return self.engine.connect()
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def ping(self) -> None:
+        """One trivial query; raises the driver's error when the database cannot be reached."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:

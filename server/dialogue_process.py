@@ -8,7 +8,9 @@ interpreter of its own, and the parent's runner thread only waits on a pipe.
 
 The child is started with `spawn` (no fork of a process that has threads), loads the model, answers one warm-up
 turn, and then serves `predict` calls one at a time. If it dies, the call that was waiting fails with a clear
-error and the next call starts a new child.
+error and the next call starts a new child. A call that gets no answer within `call_timeout_s` (a hung child)
+kills the child and fails the same way, so one stuck child holds up its turns (and their conversations) for
+that long at most.
 
 Threads: the model runs on `torch_threads` (default: two where the machine has them). The child sets
 `OMP_WAIT_POLICY=PASSIVE` (unless the environment sets it) so that an idle OpenMP thread sleeps instead of
@@ -44,10 +46,12 @@ class DialogueProcess:
     reason otherwise). One call at a time; `close()` stops the child.
     """
 
-    def __init__(self, model_path: str | None, torch_threads: int | None = None, start_timeout_s: float = 300.0):
+    def __init__(self, model_path: str | None, torch_threads: int | None = None, start_timeout_s: float = 300.0,
+                 call_timeout_s: float = 30.0):
         self.model_path = model_path
         self.torch_threads = torch_threads or default_dialogue_threads()
         self.start_timeout_s = start_timeout_s
+        self.call_timeout_s = call_timeout_s
         self.description = ""
         self._lock = threading.Lock()
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -85,6 +89,13 @@ class DialogueProcess:
                 self._start()
             try:
                 self._conn.send(request)
+                if not self._conn.poll(self.call_timeout_s):
+                    self._process.kill()
+                    self._process.join(5)
+                    self._process = None
+                    raise DialogueProcessError(f"the dialogue process did not answer within "
+                                               f"{self.call_timeout_s:g} s and was stopped; the next turn starts "
+                                               "a new one")
                 kind, payload = self._conn.recv()
             except (EOFError, OSError):
                 self._process.join(5)

@@ -108,17 +108,18 @@ class DialogueService:
                 future.set_exception(exc)
 
 
-def load_dialogue(model_path: str | None, torch_threads: int | None = None
+def load_dialogue(model_path: str | None, torch_threads: int | None = None, call_timeout_s: float = 30.0
                   ) -> tuple[DialogueService | None, DialogueStatus]:
     """Load the dialogue model at `model_path` (None: the shipped one) in a child process (see
-    `server.dialogue_process`) behind a batching front; on failure say what is missing."""
+    `server.dialogue_process`; a call it does not answer in `call_timeout_s` fails) behind a batching front; on
+    failure say what is missing."""
     if model_path is not None and not Path(model_path).is_dir():  # say so before starting a process
         return None, DialogueStatus(False, f"the dialogue model could not be loaded from {model_path}: "
                                            "no such directory")
     from server.dialogue_process import DialogueProcess, DialogueProcessError
 
     try:
-        model = DialogueProcess(model_path, torch_threads)
+        model = DialogueProcess(model_path, torch_threads, call_timeout_s=call_timeout_s)
     except DialogueProcessError as exc:  # any load failure leaves the server up, saying why
         where = model_path or "the shipped model (dialogue/shipped/)"
         log.warning("dialogue model %s could not be loaded: %s", where, exc)

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +41,9 @@ class EditorLike(Protocol):
 class EditingSetup:
     """How to build editors and what to tell users.
 
-    `factory` builds one editor (None: dialogue-only). `weights_id` names the weight set (cached inversions are
-    valid only for it). `real_photos` is False for weight sets that can edit only their own sample faces, and
+    `factory` builds one editor (None: dialogue-only). `weights_id` identifies the weights by the content of the
+    files an inversion depends on, not their path (cached inversions are valid only for it, on any machine).
+    `real_photos` is False for weight sets that can edit only their own sample faces, and
     `real_photo_note` then says what uploads need. `dump_inversion`/`load_inversion` (de)serialise an inversion
     for the cache.
     """
@@ -103,6 +106,25 @@ def probe_editing(weights: str, device: str, align: str = "auto", preview_every:
                          "`i2edit weights list` shows what is missing and how to get it.")
 
 
+def inversion_weights_id(weight_set, align_faces: bool) -> str:
+    """`sha256:<digest of the e4e and generator files' SHA-256s>:align=<bool>`: equal on machines that hold the
+    same files at other paths, so they share cached inversions (hashing the FFHQ files takes a few seconds)."""
+    from editing.weights import sha256_of
+
+    digest = hashlib.sha256()
+    for role in ("e4e", "generator"):
+        path = Path(weight_set.path(role)).resolve()
+        stat = path.stat()
+        digest.update(f"{role}={_file_sha256(path, stat.st_size, stat.st_mtime_ns, sha256_of)};".encode())
+    return f"sha256:{digest.hexdigest()[:32]}:align={align_faces}"
+
+
+@functools.lru_cache(maxsize=32)
+def _file_sha256(path: Path, size: int, mtime_ns: int, sha256_of: Callable[[Path], str]) -> str:
+    """A file's SHA-256, computed once per process for each (path, size, modification time)."""
+    return sha256_of(path)
+
+
 def _setup_for(weight_set, device: str, align: str, preview_every: int) -> EditingSetup:
     from editing.editor import Editor, Inversion
 
@@ -120,7 +142,7 @@ def _setup_for(weight_set, device: str, align: str, preview_every: int) -> Editi
                 "weights (`i2edit weights list` shows them, `i2edit weights download` fetches them).")
     return EditingSetup(
         factory=factory,
-        weights_id=f"{weight_set.name}:{weight_set.root.resolve()}:align={align_faces}",
+        weights_id=inversion_weights_id(weight_set, align_faces),
         detail=f"Editing with the {weight_set.name} weights on {device}.",
         samples=find_samples(weight_set.root / "samples"),
         real_photos=defaults.real_photos,

@@ -5,17 +5,22 @@ import contextlib
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from PIL import Image
 
 from server.db import Database
-from server.dialogue_service import DialogueService, DialogueStatus
+from server.dialogue_service import DialogueModelLike, DialogueService, DialogueStatus
 from server.editing_setup import EditingSetup
 from server.errors import ApiError
 from server.images import ImageStore
+from server.job_signal import JobSignal
 from server.security import RateLimiter
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.jobs import Janitor
+    from server.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +53,22 @@ class TurnLocks:
 
 @dataclass
 class Runtime:
+    """Built by `create_app`; `server.app.start` fills in the dialogue service, samples, workers and janitor."""
+
     settings: Settings
     db: Database
     store: ImageStore
-    dialogue: DialogueService | None
-    dialogue_status: DialogueStatus
     editing: EditingSetup
     limiter: RateLimiter
+    jobs_waiting: JobSignal  # rung when a job is queued: wakes the workers here and, on PostgreSQL, elsewhere
+    dialogue_model: DialogueModelLike | None = None  # injected model, else `start` loads settings.dialogue_model
+    dialogue: DialogueService | None = None
+    dialogue_status: DialogueStatus = DialogueStatus(False, "the server has not been started (server.app.start)")
     sample_keys: dict[str, str] = field(default_factory=dict)  # sample name -> image key
-    jobs_waiting: threading.Event = field(default_factory=threading.Event)  # wakes in-process workers
     turn_locks: TurnLocks = field(default_factory=TurnLocks)
+    workers: list[Worker] = field(default_factory=list)  # in-process edit workers
+    janitor: Janitor | None = None
+    started: bool = False
 
     def import_samples(self) -> None:
         """Copy the weight set's sample photos into the image store (re-encoded) so the API can serve them."""

@@ -6,21 +6,29 @@
 - Cross-site requests: a state-changing request (POST) is refused with 403 when the browser says it comes from
   another site (`Sec-Fetch-Site: cross-site`/`same-site`) or its `Origin` names another host. The SameSite
   cookie also keeps the owner token out of cross-site POSTs. Clients that are not browsers send neither header.
-- Rate limit: a sliding window per client address (the socket peer, or `X-Forwarded-For` behind a trusted proxy)
-  over state-changing requests, kept in memory per server process.
+- Client address: `request.remote_addr`. Behind proxies, the app (not the WSGI server) reads `X-Forwarded-For`
+  through Werkzeug's `ProxyFix` with the number of trusted hops (`I2EDIT_TRUST_PROXY`): the address the nearest
+  trusted proxy saw, never an entry the client wrote itself, under any WSGI server.
+- Rate limit: per client address over state-changing requests, counted in the database, so that every web
+  process (on any machine) shares one limit. A sliding window estimated from two fixed windows: the hits in the
+  current window plus those of the previous one, weighted by how much of it the sliding window still covers.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
-import threading
 import time
-from collections import deque
+from typing import Callable
 from urllib.parse import urlsplit
 
 from flask import Request
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
+from server.db import Database
 from server.errors import ApiError
+from server.models import RateLimitWindow
 from server.settings import RateLimit
 
 OWNER_COOKIE = "i2edit_owner"
@@ -56,39 +64,68 @@ def check_same_origin(request: Request) -> None:
         raise ApiError(403, "cross_site_request", "requests from an opaque origin are not accepted")
 
 
-def client_address(request: Request, trust_proxy: bool) -> str:
-    if trust_proxy:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        first = forwarded.split(",")[0].strip()
-        if first:
-            return first
+def client_address(request: Request) -> str:
+    """The client's address: the socket peer, or with `ProxyFix` in front, what the nearest trusted proxy saw."""
     return request.remote_addr or "unknown"
 
 
 class RateLimiter:
-    """Sliding-window limit of `limit.count` events per `limit.period_s` seconds per key (thread-safe)."""
+    """At most `limit.count` hits per `limit.period_s` seconds per client, counted in `db` (see the module)."""
 
-    def __init__(self, limit: RateLimit, clock=time.monotonic):
+    def __init__(self, db: Database, limit: RateLimit, clock: Callable[[], float] = time.time):
+        self.db = db
         self.limit = limit
         self._clock = clock
-        self._events: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+        self._period = max(1, int(limit.period_s))
 
-    def hit(self, key: str) -> None:
-        """Count one event for `key`; raise 429 with Retry-After when it is over the limit."""
+    def hit(self, client: str) -> None:
+        """Count one request of `client`; raise 429 with Retry-After when it would go over the limit."""
         if self.limit.count == 0:
             return
         now = self._clock()
-        with self._lock:
-            events = self._events.setdefault(key, deque())
-            while events and events[0] <= now - self.limit.period_s:
-                events.popleft()
-            if len(events) >= self.limit.count:
-                retry = max(1, int(events[0] + self.limit.period_s - now + 0.999))
+        start = int(now // self._period * self._period)
+        elapsed = now - start
+        client = client[:100]
+        with self.db.write() as session:
+            rows = dict(session.execute(
+                select(RateLimitWindow.window_start, RateLimitWindow.hits)
+                .where(RateLimitWindow.client == client,
+                       RateLimitWindow.window_start.in_((start, start - self._period)))).all())
+            current, previous = rows.get(start, 0), rows.get(start - self._period, 0)
+            if previous * (1 - elapsed / self._period) + current + 1 > self.limit.count:
+                retry = max(1, math.ceil(self._wait_s(previous, current, elapsed)))
                 raise ApiError(429, "rate_limited",
                                f"too many requests: at most {self.limit.count} per {self.limit.period_s:g} s; "
                                f"try again in {retry} s", {"Retry-After": str(retry)})
-            events.append(now)
-            if len(self._events) > 10_000:  # forget idle clients so memory stays bounded
-                for stale in [k for k, v in self._events.items() if not v or v[-1] <= now - self.limit.period_s]:
-                    del self._events[stale]
+            self._count(session, client, start)
+
+    def forget_old(self) -> int:
+        """Delete windows that no longer count (the janitor calls this); returns how many."""
+        if self.limit.count == 0:
+            return 0
+        oldest = int(self._clock() // self._period * self._period) - self._period
+        with self.db.write() as session:
+            return session.execute(delete(RateLimitWindow).where(RateLimitWindow.window_start < oldest)).rowcount
+
+    def _count(self, session, client: str, start: int) -> None:
+        dialect = self.db.engine.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            upsert = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(RateLimitWindow)
+            session.execute(upsert.values(client=client, window_start=start, hits=1).on_conflict_do_update(
+                index_elements=[RateLimitWindow.client, RateLimitWindow.window_start],
+                set_={"hits": RateLimitWindow.hits + 1}))
+            return
+        if not session.execute(update(RateLimitWindow).where(RateLimitWindow.client == client,
+                                                             RateLimitWindow.window_start == start)
+                               .values(hits=RateLimitWindow.hits + 1)).rowcount:
+            session.execute(insert(RateLimitWindow).values(client=client, window_start=start, hits=1))
+
+    def _wait_s(self, previous: int, current: int, elapsed: float) -> float:
+        """Seconds until one more hit fits under the limit."""
+        period, room = self._period, self.limit.count - 1
+        if current <= room and previous > 0:  # the previous window's share decays enough within this window
+            wait = period * (1 - (room - current) / previous) - elapsed
+            if wait < period - elapsed:
+                return max(wait, 0.0)
+        to_next = period - elapsed  # then this window becomes the previous one
+        return to_next + (max(0.0, period * (1 - room / current)) if current else 0.0)

@@ -22,6 +22,8 @@ def register(subparsers) -> None:
     serve.add_argument("--workers", type=int, help="in-process edit workers (default 1; 0: only `i2edit worker`)")
     serve.add_argument("--threads", type=int, help="request threads (default 64)")
     serve.add_argument("--rate-limit", help="state-changing requests per client, e.g. 60/minute, or 0 (off)")
+    serve.add_argument("--trust-proxy", type=int, metavar="HOPS",
+                       help="proxies in front of the server whose X-Forwarded-* headers count (default 0)")
     serve.set_defaults(func=_serve)
 
     worker = subparsers.add_parser(
@@ -43,6 +45,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads per torch op (serve: 1 by default, its dialogue process 2 where "
                              "there are 2 cores; worker: torch's default)")
     parser.add_argument("--edit-steps", type=int, help="optimisation steps per edit (default: the editor's, 300)")
+    parser.add_argument("--store", choices=("local", "database"),
+                        help="where images and cached inversions live: local (the data dir, default) or "
+                             "database (shared by every machine that uses the database)")
 
 
 def _settings(args: argparse.Namespace):
@@ -62,6 +67,8 @@ def _settings(args: argparse.Namespace):
         workers=getattr(args, "workers", None),
         threads=getattr(args, "threads", None),
         rate_limit=RateLimit.parse(args.rate_limit) if getattr(args, "rate_limit", None) else None,
+        trust_proxy=getattr(args, "trust_proxy", None),
+        store=args.store,
     )
 
 
@@ -83,24 +90,23 @@ def _interrupt_on_sigterm() -> None:
 def _serve(args: argparse.Namespace) -> int:
     from waitress import create_server
 
-    from server.app import create_app, shutdown
+    from server.app import create_app, shutdown, start
 
     settings = _settings(args)
     # Many small model calls from many request threads: one thread per op avoids OpenMP oversubscription,
     # which on a busy 2-core machine made one dialogue step 80x slower (15 s instead of 0.17 s).
     _set_torch_threads(settings.torch_threads or 1)
     app = create_app(settings)
-    rt = app.extensions["i2edit"]
-    proxy = {}
-    if settings.trust_proxy:  # else waitress drops X-Forwarded-* headers: nobody can fake a client address
-        proxy = dict(trusted_proxy="*", trusted_proxy_count=1,
-                     trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
+    rt = start(app)
+    # Forwarded headers pass through to the app, whose ProxyFix believes only the trusted hops; without a proxy
+    # waitress drops them, so nobody can fake a client address.
     server = create_server(app, host=args.host, port=args.port, threads=settings.threads, ident="i2edit",
-                           clear_untrusted_proxy_headers=True, **proxy)
+                           clear_untrusted_proxy_headers=not settings.trust_proxy)
     host = args.host if args.host not in ("0.0.0.0", "::") else "127.0.0.1"
     print(f"dialogue: {rt.dialogue_status.detail}", flush=True)
     print(f"editing:  {rt.editing.detail}", flush=True)
-    print(f"data:     {settings.data_dir} ({settings.db_url.split('://')[0]})", flush=True)
+    print(f"data:     {settings.data_dir} ({settings.db_url.split('://')[0]}; images: {settings.store} store; "
+          f"{len(rt.workers)} in-process edit worker(s))", flush=True)
     print(f"i2edit is running at http://{host}:{server.effective_port}/  (Ctrl-C stops it)", flush=True)
     _interrupt_on_sigterm()
     try:
@@ -117,7 +123,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from server.db import Database
     from server.editing_setup import probe_editing
-    from server.images import ImageStore
+    from server.images import open_store
+    from server.job_signal import JobSignal
+    from server.jobs import Janitor
     from server.worker import Worker
 
     settings = _settings(args)
@@ -129,9 +137,15 @@ def _worker(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url)
     db.upgrade()
-    worker = Worker(settings, db, ImageStore(settings.images_dir), editing, name="worker")
-    print(f"{editing.detail} Worker {worker.worker_id} is waiting for jobs in {settings.db_url} (Ctrl-C stops it)",
-          flush=True)
+    signal_ = JobSignal(db)
+    worker = Worker(settings, db, open_store(settings, db), editing, wake=signal_, name="worker")
+    worker.load_editor()  # EditorUnavailable: the CLI says why and exits 1, having claimed nothing
+    janitor = Janitor(db, settings.stale_after_s, settings.queue_expiry_s, signal_.set)
+    janitor.start()
+    signal_.listen()
+    how = "woken by LISTEN/NOTIFY" if db.is_postgresql else f"polling every {signal_.poll_s:g} s"
+    print(f"{editing.detail} Worker {worker.worker_id} is waiting for jobs in {db.engine.url!r} ({how}; "
+          "Ctrl-C stops it)", flush=True)
 
     def stop(signum, frame):
         print("stopping; a running edit goes back to the queue", flush=True)
@@ -142,5 +156,9 @@ def _worker(args: argparse.Namespace) -> int:
     try:
         worker.run()  # in the main thread: torch work in a helper thread can abort the process at exit
     finally:
+        janitor.stop()
+        signal_.close()
         db.dispose()
+    if worker.problem:
+        raise RuntimeError(f"worker {worker.worker_id} stopped: {worker.problem}")
     return 0

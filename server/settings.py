@@ -9,12 +9,16 @@
 | `I2EDIT_DEVICE` | `auto` (CUDA when available) | torch device for the editor |
 | `I2EDIT_ALIGN` | `auto` (on, except for the demo set) | face alignment before inversion: `on`, `off`, `auto` |
 | `I2EDIT_EDIT_STEPS` | the editor's default (300) | optimisation steps per edit |
-| `I2EDIT_RATE_LIMIT` | `60/minute` | state-changing API requests per client; `0` disables |
+| `I2EDIT_RATE_LIMIT` | `60/minute` | state-changing requests per client, counted in the database; `0`: off |
 | `I2EDIT_WORKERS` | `1` | edit workers inside `i2edit serve` (0: rely on `i2edit worker`) |
 | `I2EDIT_THREADS` | `64` | waitress request threads |
-| `I2EDIT_TRUST_PROXY` | `0` | take the client address from `X-Forwarded-For` (behind a proxy) |
+| `I2EDIT_TRUST_PROXY` | `0` | proxies in front of the app whose `X-Forwarded-*` headers count (`yes` = 1) |
 | `I2EDIT_TORCH_THREADS` | `1` for `serve` (its dialogue process: 2 where there are 2 cores), torch's default for `worker` | CPU threads per torch op (see the README) |
-| `I2EDIT_STALE_AFTER` | `60` | seconds without a heartbeat before a running job counts as abandoned |
+| `I2EDIT_STALE_AFTER` | `20` | seconds without a heartbeat (database clock): a running job is abandoned |
+| `I2EDIT_STORE` | `local` | images and cached inversions: `local` (the data dir) or `database` (shared) |
+| `I2EDIT_DIALOGUE_TIMEOUT` | `30` | seconds a dialogue call may take; then its process is killed, the turn fails |
+| `I2EDIT_MAX_QUEUED` | `3` | edits one owner may have waiting or running in other conversations at once |
+| `I2EDIT_QUEUE_EXPIRY` | `900` | seconds a queued edit may wait for a worker before it fails as abandoned |
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_TEXT_CHARS = 1000
 MAX_IMAGE_PIXELS = 40_000_000  # decoding guard against decompression bombs
 MAX_STORED_SIDE = 2048  # uploads larger than this are downscaled before storage
+STORE_KINDS = ("local", "database")
 
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600}
 
@@ -73,15 +78,22 @@ class Settings:
     rate_limit: RateLimit = field(default_factory=lambda: RateLimit(60, 60.0))
     workers: int = 1
     threads: int = 64
-    trust_proxy: bool = False
-    stale_after_s: float = 60.0
+    trust_proxy: int = 0  # proxy hops whose X-Forwarded-* headers the app believes
+    stale_after_s: float = 20.0
     torch_threads: int | None = None
+    store: str = "local"
+    dialogue_timeout_s: float = 30.0
+    max_queued_per_owner: int = 3
+    queue_expiry_s: float = 900.0
 
     def __post_init__(self) -> None:
         # Resolved once, against the working directory at start-up: a relative path would otherwise be read
         # against whatever directory a library resolves it from later (Flask's `send_file` uses the app's
         # package folder, which served every image as a 500).
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+        object.__setattr__(self, "trust_proxy", int(self.trust_proxy))  # True/False: one hop / none
+        if self.store not in STORE_KINDS:
+            raise SettingsError(f"store {self.store!r}: must be one of {', '.join(STORE_KINDS)}")
 
     @property
     def db_url(self) -> str:
@@ -93,10 +105,6 @@ class Settings:
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
-
-    @property
-    def inversions_dir(self) -> Path:
-        return self.data_dir / "inversions"
 
     @property
     def editing_disabled(self) -> bool:
@@ -131,9 +139,13 @@ class Settings:
         read("I2EDIT_RATE_LIMIT", "rate_limit", RateLimit.parse)
         read("I2EDIT_WORKERS", "workers", _non_negative_int)
         read("I2EDIT_THREADS", "threads", _positive_int)
-        read("I2EDIT_TRUST_PROXY", "trust_proxy", _boolean)
+        read("I2EDIT_TRUST_PROXY", "trust_proxy", proxy_hops)
         read("I2EDIT_STALE_AFTER", "stale_after_s", _positive_float)
         read("I2EDIT_TORCH_THREADS", "torch_threads", _positive_int)
+        read("I2EDIT_STORE", "store", store_kind)
+        read("I2EDIT_DIALOGUE_TIMEOUT", "dialogue_timeout_s", _positive_float)
+        read("I2EDIT_MAX_QUEUED", "max_queued_per_owner", _positive_int)
+        read("I2EDIT_QUEUE_EXPIRY", "queue_expiry_s", _positive_float)
         return cls(**values).replace(**overrides)
 
 
@@ -164,10 +176,19 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _boolean(text: str) -> bool:
+def proxy_hops(text: str) -> int:
+    """`I2EDIT_TRUST_PROXY`: a number of proxy hops, or yes/no (one hop / none)."""
     lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError("must be 1/0, true/false, yes/no or on/off")
+    if lowered in ("true", "yes", "on"):
+        return 1
+    if lowered in ("false", "no", "off"):
+        return 0
+    if not lowered.isdigit():
+        raise SettingsError("must be the number of proxies in front of the server (0, 1, 2, ...) or yes/no")
+    return int(lowered)
+
+
+def store_kind(text: str) -> str:
+    if text.lower() not in STORE_KINDS:
+        raise SettingsError(f"must be one of {', '.join(STORE_KINDS)}")
+    return text.lower()

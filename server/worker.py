@@ -1,63 +1,66 @@
-"""The edit-job worker: claims queued jobs from the database and runs them on its own editor.
+"""The edit-job worker: claims queued jobs from the database (`server.jobs`) and runs them on its own editor.
 
-- Claiming is one atomic `UPDATE ... WHERE status = 'queued' ... RETURNING id`, so any number of workers, in this
-  process or in `i2edit worker` processes, can share one database without running a job twice.
-- One editor (one model instance) per worker, built on the first job; a worker runs one job at a time, so no
-  model ever runs two edits at once.
-- While a job runs, a heartbeat thread stamps `heartbeat_at` and watches `cancel_requested`; the optimiser's
-  progress callback stores step / total and, every so often, a preview image.
-- At start-up (and every `stale_after_s` seconds) jobs left `running` by a process that is gone, or whose
-  heartbeat stopped, are re-queued once; a job abandoned a second time is failed with the reason.
+- One editor (one model instance) per worker, loaded before the worker claims anything: a worker whose editor
+  cannot load (no GPU, a missing file) claims nothing, records why in `problem` (`/readyz` reports it) and stops;
+  `i2edit worker` then exits non-zero. A worker runs one job at a time, so no model runs two edits at once.
+- While a job runs, a heartbeat thread stamps `heartbeat_at` with the database's clock and watches
+  `cancel_requested`; the optimiser's progress callback stores step / total and, every so often, a preview image.
+- An error of the database (locked, unreachable) never ends a worker: the job it hit goes back to the queue when
+  possible, and the worker tries again after a pause that grows to 30 s.
+- A photo's inversion is cached in the image store under the weights' content hash, so workers on other machines
+  (with the same weights at other paths) reuse it.
 """
 from __future__ import annotations
 
 import collections
-import hashlib
 import io
 import logging
 import os
-import socket
 import threading
 import time
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from dialogue.ontology import BeliefState
-from server.db import Database
+from server.db import Database, db_now
 from server.editing_setup import EditingSetup, EditorLike
 from server.images import ImageStore
+from server.jobs import MAX_ATTEMPTS, claim_job, mark_alive, new_worker_id, recover_stale_jobs
 from server.models import Conversation, EditJob, Photo, Turn, utcnow
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 2  # a job is started at most this many times
 PROGRESS_EVERY_S = 0.25  # at most this often a progress write
 PREVIEW_EVERY_S = 0.75  # at most this often a stored preview
 INVERSION_CACHE = 8  # inversions kept in memory per worker
-
-_LIVE_NONCES: set[str] = set()  # workers alive in this process (to tell a dead in-process worker's jobs)
+MAX_PAUSE_S = 30.0  # longest pause after database errors
 
 
 class JobCancelled(Exception):
     """Raised inside a job when its cancellation was requested."""
 
 
+class EditorUnavailable(RuntimeError):
+    """The worker's editor could not be built; the message says why."""
+
+
 class Worker:
-    """Runs edit jobs one at a time; `start()` in a thread, or `run(stop)` in the calling thread."""
+    """Runs edit jobs one at a time; `start()` in a thread, or `run()` in the calling thread."""
 
     def __init__(self, settings: Settings, db: Database, store: ImageStore, editing: EditingSetup,
-                 wake: threading.Event | None = None, name: str = "worker"):
+                 wake: Any = None, name: str = "worker"):
         self.settings = settings
         self.db = db
         self.store = store
         self.editing = editing
-        self.wake = wake or threading.Event()
+        self.wake = wake or threading.Event()  # a JobSignal, or a plain Event
         self.nonce = os.urandom(4).hex()
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{self.nonce}:{name}"
+        self.worker_id = new_worker_id(name, self.nonce)
         self.editor: EditorLike | None = None
+        self.problem: str | None = None  # why this worker stopped taking jobs; None while it is healthy
         self._inversions: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -81,27 +84,57 @@ class Worker:
         if self._current_cancel is not None:
             self._current_cancel.set()
 
-    def run(self, poll_s: float = 1.0) -> None:
-        """Recover abandoned jobs, then run queued jobs until `stop()`."""
-        _LIVE_NONCES.add(self.nonce)
+    def load_editor(self) -> None:
+        """Build this worker's editor (its own model instance); `EditorUnavailable` says why it cannot."""
+        started = time.monotonic()
         try:
-            recover_stale_jobs(self.db, self.settings.stale_after_s)
-            self._load_editor()
-            last_recovery = time.monotonic()
+            self.editor = self.editing.factory()
+        except Exception as exc:
+            raise EditorUnavailable(f"the editor could not be loaded ({self.editing.detail}): "
+                                    f"{type(exc).__name__}: {exc}") from exc
+        log.info("worker %s loaded its editor in %.1f s", self.worker_id, time.monotonic() - started)
+
+    def run(self, poll_s: float | None = None) -> None:
+        """Load the editor, then run queued jobs until `stop()`.
+
+        Without an editor it claims nothing: it sets `problem` and returns. `poll_s`: how long to wait for the
+        wake-up before looking for jobs anyway (default: the wake signal's, 1 s without LISTEN/NOTIFY).
+        """
+        mark_alive(self.nonce, True)
+        try:
+            if self.editor is None:
+                try:
+                    self.load_editor()
+                except EditorUnavailable as exc:
+                    self.problem = str(exc)
+                    log.error("worker %s takes no jobs: %s", self.worker_id, exc)
+                    return
+            try:
+                recover_stale_jobs(self.db, self.settings.stale_after_s)
+            except SQLAlchemyError as exc:  # the janitor tries again on its timer
+                log.warning("worker %s could not look for abandoned jobs: %s", self.worker_id, exc)
+            pause_s = 0.0
             while not self._stop.is_set():
-                if self.run_once():
+                try:
+                    if self.run_once():
+                        pause_s = 0.0
+                        continue
+                    pause_s = 0.0
+                except Exception as exc:  # the database: locked past its timeout, unreachable, ...
+                    pause_s = min(max(1.0, pause_s * 2), MAX_PAUSE_S)
+                    log.warning("worker %s: %s: %s; trying again in %.0f s", self.worker_id, type(exc).__name__,
+                                exc, pause_s)
+                    self._stop.wait(pause_s)
                     continue
-                if time.monotonic() - last_recovery > self.settings.stale_after_s:
-                    recover_stale_jobs(self.db, self.settings.stale_after_s)
-                    last_recovery = time.monotonic()
-                self.wake.wait(poll_s)
+                self.wake.wait(poll_s if poll_s is not None else getattr(self.wake, "poll_s", 1.0))
                 self.wake.clear()
         finally:
-            _LIVE_NONCES.discard(self.nonce)
+            mark_alive(self.nonce, False)
 
     # --- one job ------------------------------------------------------------------------------------
     def run_once(self) -> bool:
-        """Claim and run one queued job; False when none was waiting."""
+        """Claim and run one queued job; False when none was waiting. Database errors propagate (after the job
+        went back to the queue where the database allowed it)."""
         job_id = claim_job(self.db, self.worker_id)
         if job_id is None:
             return False
@@ -110,6 +143,9 @@ class Worker:
         heartbeat.start()
         try:
             self._run_job(job_id, cancel)
+        except SQLAlchemyError as exc:
+            self._give_back(job_id, f"re-queued: a database error interrupted it ({type(exc).__name__})")
+            raise
         except Exception as exc:
             if self._stop.is_set() and self._requeue(job_id):
                 pass
@@ -124,21 +160,20 @@ class Worker:
         return True
 
     def _run_job(self, job_id: str, cancel: threading.Event) -> None:
+        started = time.monotonic()
         with self.db.read() as session:
             job = session.get(EditJob, job_id)
             turn = session.get(Turn, job.turn_id)
             photo = session.scalar(select(Photo).join(Conversation, Conversation.photo_id == Photo.id)
                                    .where(Conversation.id == job.conversation_id))
             state = BeliefState.from_dict(turn.belief_state)
-            turn_id = turn.id
+            turn_id, old_preview = turn.id, job.preview_key
         if photo is None:
             raise RuntimeError("the conversation has no photo to edit")
-        if self.editor is None:
-            self._load_editor(raise_error=True)
         inversion = self._inversion(photo)
         if cancel.is_set():
             raise JobCancelled()
-        progress = _Progress(self.db, self.store, job_id, self.worker_id, cancel)
+        progress = _Progress(self.db, self.store, job_id, self.worker_id, cancel, old_preview)
         result = self.editor.edit(inversion, state, mode="multi", steps=self.settings.edit_steps,
                                   progress=progress, cancel=cancel)
         if cancel.is_set():
@@ -156,22 +191,12 @@ class Worker:
             if done:
                 session.execute(update(Turn).where(Turn.id == turn_id).values(image_key=key)
                                 .execution_options(synchronize_session=False))
+        if done:
+            log.info("edit job %s done by %s in %.2f s", job_id, self.worker_id, time.monotonic() - started)
         progress.discard_preview()
 
-    def _load_editor(self, raise_error: bool = False) -> None:
-        """Build this worker's editor (its own model instance); a failure is logged and retried on the next job."""
-        started = time.monotonic()
-        try:
-            self.editor = self.editing.factory()
-        except Exception as exc:
-            if raise_error:
-                raise RuntimeError(f"the editor could not be loaded: {exc}") from exc
-            log.error("worker %s could not load its editor (jobs will fail until it can): %s", self.worker_id, exc)
-            return
-        log.info("worker %s loaded its editor in %.1f s", self.worker_id, time.monotonic() - started)
-
     def _inversion(self, photo: Photo) -> Any:
-        """The photo's inversion for these weights: from memory, the data dir's cache, or computed (and cached)."""
+        """The photo's inversion for these weights: from memory, the store's cache, or computed (and cached)."""
         weights = self.editing.weights_id
         cache_key = f"{photo.image_key}|{weights}"
         if cache_key in self._inversions:
@@ -179,33 +204,25 @@ class Worker:
             return self._inversions[cache_key]
         inversion = None
         codec = self.editing.dump_inversion and self.editing.load_inversion
-        cached_file = (self.settings.inversions_dir / photo.inversion_key) if photo.inversion_key else None
-        if codec and cached_file is not None and photo.inversion_weights == weights and cached_file.is_file():
+        if codec and photo.inversion_key and photo.inversion_weights == weights:
             try:
-                inversion = self.editing.load_inversion(cached_file.read_bytes())
-            except Exception as exc:  # a damaged cache file is recomputed, never fatal
-                log.warning("cached inversion %s unreadable (%s); inverting again", cached_file, exc)
+                inversion = self.editing.load_inversion(self.store.get_bytes(photo.inversion_key))
+            except KeyError:
+                log.info("cached inversion %s is not in the store; inverting again", photo.inversion_key)
+            except Exception as exc:  # a damaged cache entry is recomputed, never fatal
+                log.warning("cached inversion %s unreadable (%s); inverting again", photo.inversion_key, exc)
         if inversion is None:
             inversion = self.editor.invert(self.store.open(photo.image_key))
             if codec:
-                self._save_inversion(photo, inversion)
+                key = self.store.put_bytes(self.editing.dump_inversion(inversion), "inv")
+                with self.db.write() as session:
+                    session.execute(update(Photo).where(Photo.id == photo.id)
+                                    .values(inversion_key=key, inversion_weights=weights)
+                                    .execution_options(synchronize_session=False))
         self._inversions[cache_key] = inversion
         while len(self._inversions) > INVERSION_CACHE:
             self._inversions.popitem(last=False)
         return inversion
-
-    def _save_inversion(self, photo: Photo, inversion: Any) -> None:
-        tag = hashlib.sha256(self.editing.weights_id.encode()).hexdigest()[:12]
-        name = f"{photo.image_key.split('.')[0]}-{tag}.inv"
-        folder = self.settings.inversions_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        temp = folder / f".{name}.{self.nonce}"
-        temp.write_bytes(self.editing.dump_inversion(inversion))
-        os.replace(temp, folder / name)
-        with self.db.write() as session:
-            session.execute(update(Photo).where(Photo.id == photo.id)
-                            .values(inversion_key=name, inversion_weights=self.editing.weights_id)
-                            .execution_options(synchronize_session=False))
 
     def _requeue(self, job_id: str) -> bool:
         """Give an edit interrupted by this worker's shutdown back to the queue, without counting the attempt.
@@ -223,6 +240,24 @@ class Worker:
             log.info("edit job %s interrupted by shutdown; back in the queue", job_id)
         return bool(changed)
 
+    def _give_back(self, job_id: str, reason: str) -> None:
+        """After a database error: the job back to the queue (or failed after `MAX_ATTEMPTS` starts). When the
+        database is still failing, the janitor does this once the heartbeat is stale."""
+        mine = (EditJob.id == job_id, EditJob.worker_id == self.worker_id, EditJob.status == "running")
+        try:
+            with self.db.write() as session:
+                session.execute(update(EditJob).where(*mine, EditJob.attempts < MAX_ATTEMPTS)
+                                .values(status="queued", worker_id=None, step=0, total=0, error=reason)
+                                .execution_options(synchronize_session=False))
+                session.execute(update(EditJob).where(*mine)
+                                .values(status="failed", finished_at=db_now(),
+                                        error=f"the edit failed twice on database errors ({reason}); send the "
+                                              "turn again to retry")
+                                .execution_options(synchronize_session=False))
+        except SQLAlchemyError as exc:
+            log.warning("edit job %s stays with worker %s until the janitor finds it stale: %s", job_id,
+                        self.worker_id, exc)
+
     def _finish(self, job_id: str, status: str, error: str) -> None:
         with self.db.write() as session:
             job = session.get(EditJob, job_id)
@@ -234,73 +269,6 @@ class Worker:
             job.status, job.error, job.finished_at, job.preview_key = status, error, utcnow(), None
         if preview:
             _drop_preview_if_unused(self.db, self.store, preview, keep_job=None)
-
-
-# --- claiming and recovery ------------------------------------------------------------------------
-
-def claim_job(db: Database, worker_id: str) -> str | None:
-    """Atomically move the oldest queued job to `running` for `worker_id`; its id, or None."""
-    oldest = (select(EditJob.id).where(EditJob.status == "queued").order_by(EditJob.created_at, EditJob.id)
-              .limit(1).with_for_update(skip_locked=True).scalar_subquery())
-    now = utcnow()
-    with db.write() as session:
-        return session.execute(
-            update(EditJob).where(EditJob.id == oldest, EditJob.status == "queued")
-            .values(status="running", worker_id=worker_id, attempts=EditJob.attempts + 1, started_at=now,
-                    heartbeat_at=now, cancel_requested=False, error=None)
-            .returning(EditJob.id).execution_options(synchronize_session=False)
-        ).scalar_one_or_none()
-
-
-def recover_stale_jobs(db: Database, stale_after_s: float) -> list[str]:
-    """Re-queue (once) or fail running jobs whose worker is gone; returns the ids handled."""
-    now = utcnow()
-    limit = now - timedelta(seconds=stale_after_s)
-    handled = []
-    with db.read() as session:
-        running = session.execute(select(EditJob.id, EditJob.worker_id, EditJob.heartbeat_at, EditJob.attempts)
-                                  .where(EditJob.status == "running")).all()
-    for job_id, worker_id, heartbeat_at, attempts in running:
-        if not _worker_gone(worker_id) and heartbeat_at is not None and heartbeat_at >= limit:
-            continue
-        if attempts < MAX_ATTEMPTS:
-            values = dict(status="queued", worker_id=None,
-                          error=f"re-queued: the worker running it ({worker_id}) stopped")
-        else:
-            values = dict(status="failed", finished_at=now,
-                          error=f"the edit was interrupted {attempts} times (its worker process stopped); "
-                                "giving up. Send the turn again to retry.")
-        with db.write() as session:
-            changed = session.execute(
-                update(EditJob).where(EditJob.id == job_id, EditJob.status == "running",
-                                      EditJob.worker_id == worker_id)
-                .values(**values).execution_options(synchronize_session=False)).rowcount
-        if changed:
-            log.warning("edit job %s left running by %s: %s", job_id, worker_id, values["status"])
-            handled.append(job_id)
-    return handled
-
-
-def _worker_gone(worker_id: str | None) -> bool:
-    """True when `worker_id` names a worker on this host that no longer runs."""
-    if not worker_id:
-        return True
-    parts = worker_id.split(":")
-    if len(parts) < 3 or parts[0] != socket.gethostname():
-        return False  # another host: only its heartbeat can tell
-    try:
-        pid = int(parts[1])
-    except ValueError:
-        return False
-    if pid == os.getpid():
-        return parts[2] not in _LIVE_NONCES
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 # --- while a job runs -----------------------------------------------------------------------------
@@ -327,7 +295,7 @@ class _Heartbeat:
                 with self.db.write() as session:
                     session.execute(update(EditJob).where(EditJob.id == self.job_id,
                                                           EditJob.worker_id == self.worker_id)
-                                    .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False))
+                                    .values(heartbeat_at=db_now()).execution_options(synchronize_session=False))
                     job = session.get(EditJob, self.job_id)
                     if job is None or job.cancel_requested or job.worker_id != self.worker_id:
                         self.cancel.set()
@@ -338,14 +306,17 @@ class _Heartbeat:
 class _Progress:
     """The optimiser's `progress(step, total, losses, preview)` callback: throttled writes to the job row.
 
-    Each write also reads back `cancel_requested`, so a superseded edit stops within a fraction of a second.
+    Each write also stamps the heartbeat and reads back `cancel_requested`, so a superseded edit stops within a
+    fraction of a second. A write the database refuses is skipped (the edit goes on; the next write catches up).
+    `preview_key` is the preview an earlier, interrupted run of the job left, replaced by the first new one.
     """
 
-    def __init__(self, db: Database, store: ImageStore, job_id: str, worker_id: str, cancel: threading.Event):
+    def __init__(self, db: Database, store: ImageStore, job_id: str, worker_id: str, cancel: threading.Event,
+                 preview_key: str | None = None):
         self.db, self.store, self.job_id, self.worker_id, self.cancel = db, store, job_id, worker_id, cancel
         self.step = self.total = 0
         self._last_write = self._last_preview = 0.0
-        self._preview_key: str | None = None
+        self._preview_key = preview_key
 
     def __call__(self, step: int, total: int, losses: Any = None, preview: Any = None) -> None:
         self.step, self.total = int(step), int(total)
@@ -359,12 +330,16 @@ class _Progress:
             if old and old != self._preview_key:
                 _drop_preview_if_unused(self.db, self.store, old, keep_job=self.job_id)
         if values or now - self._last_write >= PROGRESS_EVERY_S or step >= total:
-            values.update(step=self.step, total=self.total)
-            with self.db.write() as session:
-                wanted = session.execute(
-                    update(EditJob).where(EditJob.id == self.job_id, EditJob.worker_id == self.worker_id)
-                    .values(**values).returning(EditJob.cancel_requested)
-                    .execution_options(synchronize_session=False)).scalar_one_or_none()
+            values.update(step=self.step, total=self.total, heartbeat_at=db_now())
+            try:
+                with self.db.write() as session:
+                    wanted = session.execute(
+                        update(EditJob).where(EditJob.id == self.job_id, EditJob.worker_id == self.worker_id)
+                        .values(**values).returning(EditJob.cancel_requested)
+                        .execution_options(synchronize_session=False)).scalar_one_or_none()
+            except SQLAlchemyError as exc:
+                log.warning("progress of edit job %s not stored: %s", self.job_id, exc)
+                return
             if wanted is None or wanted:  # cancelled, or no longer this worker's job
                 self.cancel.set()
             self._last_write = now

@@ -144,7 +144,8 @@ def fake_editing(samples: dict[str, Path] | None = None, real_photos: bool = Tru
 
 
 def make_settings(tmp_path: Path, **changes) -> Settings:
-    base = Settings(data_dir=tmp_path / "data", rate_limit=RateLimit(1000, 60.0), stale_after_s=30.0)
+    base = Settings(data_dir=tmp_path / "data", rate_limit=RateLimit(1000, 60.0), stale_after_s=30.0,
+                    max_queued_per_owner=100)  # tests of one client with many conversations; the cap's own test sets it
     return base.replace(**changes)
 
 

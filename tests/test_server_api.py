@@ -14,7 +14,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from server_fixtures import FakeDialogue, fake_editing, png_bytes, make_settings, wait_for  # noqa: E402
 
-from server.app import create_app, shutdown  # noqa: E402
+from server.app import create_app, shutdown, start as start_app  # noqa: E402
 from server.editing_setup import dialogue_only  # noqa: E402
 from server.settings import MAX_UPLOAD_BYTES, RateLimit  # noqa: E402
 
@@ -36,6 +36,7 @@ def make_app(tmp_path, samples):
             editing = fake_editing(samples=samples)
         app = create_app(make_settings(tmp_path, **settings), dialogue=dialogue or FakeDialogue(),
                          editing=editing)
+        start_app(app)
         app.config["TESTING"] = True
         apps.append(app)
         return app
@@ -237,6 +238,7 @@ def test_concurrent_turn_on_one_conversation_gets_409(make_app):
 def test_dialogue_model_missing_gives_503_and_keeps_data(tmp_path, samples):
     settings = make_settings(tmp_path, dialogue_model=str(tmp_path / "no-model-here"))
     app = create_app(settings, editing=fake_editing(samples=samples))
+    start_app(app)
     try:
         assert app.extensions["i2edit"].dialogue is None
         client = app.test_client()

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from server_fixtures import FakeDialogue, LiveServer, fake_editing, make_settings, png_bytes  # noqa: E402
 from test_server_demo_start import demo_server  # noqa: E402,F401  (the fixture: `i2edit serve` as make demo)
 
-from server.app import create_app, shutdown  # noqa: E402
+from server.app import create_app, shutdown, start as start_app  # noqa: E402
 from server.pages import EXAMPLE_REQUESTS  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -105,6 +105,7 @@ def live(tmp_path):
 
     def start(editing):
         app = create_app(make_settings(tmp_path), dialogue=FakeDialogue(), editing=editing)
+        start_app(app)
         server = LiveServer(app)
         servers.append((server, app))
         return server

@@ -14,7 +14,7 @@ from server_fixtures import FakeDialogue, LiveServer, make_settings, png_bytes, 
 from dialogue.model import default_model_dir  # noqa: E402
 from dialogue.ontology import BeliefState  # noqa: E402
 from editing import fixtures  # noqa: E402
-from server.app import create_app, shutdown  # noqa: E402
+from server.app import create_app, shutdown, start  # noqa: E402
 from server.dialogue_service import DialogueService, load_dialogue  # noqa: E402
 from server.editing_setup import probe_editing  # noqa: E402
 
@@ -50,6 +50,7 @@ def fixture_weights(tmp_path_factory):
 
 def test_shipped_dialogue_model_through_the_api(tmp_path, dialogue):
     app = create_app(make_settings(tmp_path, weights="none"), dialogue=dialogue.model)
+    start(app)
     try:
         client = app.test_client()
         cid = client.post("/api/conversations", json={}).get_json()["id"]
@@ -85,6 +86,7 @@ def test_real_editor_in_the_browser(tmp_path, dialogue, fixture_weights, system_
     assert editing.available, editing.detail
     settings = make_settings(tmp_path, edit_steps=3)
     app = create_app(settings, dialogue=dialogue.model, editing=editing)
+    start(app)
     server = LiveServer(app)
     photo = tmp_path / "face.png"
     photo.write_bytes(png_bytes((96, 96), (170, 130, 110)))
@@ -131,6 +133,7 @@ def test_worker_command_runs_the_servers_jobs(tmp_path, fixture_weights):
 
     editing = probe_editing(str(fixture_weights), "cpu", align="off")
     app = create_app(make_settings(tmp_path, workers=0), dialogue=FakeDialogue(), editing=editing)
+    start(app)
     worker = None
     try:
         client = app.test_client()
@@ -146,7 +149,7 @@ def test_worker_command_runs_the_servers_jobs(tmp_path, fixture_weights):
                         in ("done", "failed") and j, timeout=240, interval=0.5)
         assert done["status"] == "done", done["error"]
         assert done["metrics"]["min_rel"] is not None and client.get(done["image_url"]).status_code == 200
-        assert (tmp_path / "data" / "inversions").is_dir()
+        assert list((tmp_path / "data" / "images").glob("*/*.inv"))  # the inversion, cached in the image store
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
     finally:

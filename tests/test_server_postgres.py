@@ -24,7 +24,7 @@ from alembic.autogenerate import compare_metadata  # noqa: E402
 from alembic.migration import MigrationContext  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from server.app import create_app, shutdown  # noqa: E402
+from server.app import create_app, shutdown, start  # noqa: E402
 from server.db import Database  # noqa: E402
 from server.models import Base  # noqa: E402
 from server.worker import claim_job  # noqa: E402
@@ -109,6 +109,7 @@ def test_chat_and_edit_on_postgres(tmp_path, database_url):
     Image.new("RGB", (32, 32), (9, 9, 9)).save(samples)
     app = create_app(make_settings(tmp_path, database_url=database_url), dialogue=FakeDialogue(),
                      editing=fake_editing(samples={"ada": samples}))
+    start(app)
     try:
         client = app.test_client()
         cid = client.post("/api/conversations", json={"sample": "ada"}).get_json()["id"]

@@ -1,4 +1,4 @@
-"""Settings, migrations, the image store and upload decoding, the rate limiter."""
+"""Settings, migrations, the image stores and upload decoding, the database clock, the shared rate limiter."""
 from __future__ import annotations
 
 import io
@@ -14,9 +14,11 @@ from sqlalchemy import inspect, text
 sys.path.insert(0, str(Path(__file__).parent))
 from server_fixtures import png_bytes  # noqa: E402
 
-from server.db import Database  # noqa: E402
+from server.db import Database, db_now  # noqa: E402
 from server.errors import ApiError  # noqa: E402
-from server.images import ImageRejected, ImageStore, decode_upload  # noqa: E402
+from server.images import (  # noqa: E402
+    DatabaseImageStore, ImageRejected, LocalImageStore, decode_upload, open_store,
+)
 from server.models import Base  # noqa: E402
 from server.security import RateLimiter, check_same_origin  # noqa: E402
 from server.settings import MAX_STORED_SIDE, RateLimit, Settings, SettingsError  # noqa: E402
@@ -30,11 +32,17 @@ def test_settings_defaults_and_environment():
     assert default.db_url == f"sqlite:///{Path('var/i2edit.sqlite3').resolve()}"
     env = {"I2EDIT_DATA_DIR": "/srv/i2", "I2EDIT_DATABASE_URL": "postgresql://u@h/db", "I2EDIT_WEIGHTS": "demo",
            "I2EDIT_DEVICE": "cuda:1", "I2EDIT_EDIT_STEPS": "50", "I2EDIT_RATE_LIMIT": "5/second",
-           "I2EDIT_WORKERS": "0", "I2EDIT_TRUST_PROXY": "yes", "I2EDIT_STALE_AFTER": "12.5"}
+           "I2EDIT_WORKERS": "0", "I2EDIT_TRUST_PROXY": "yes", "I2EDIT_STALE_AFTER": "12.5",
+           "I2EDIT_STORE": "database", "I2EDIT_DIALOGUE_TIMEOUT": "5", "I2EDIT_MAX_QUEUED": "2",
+           "I2EDIT_QUEUE_EXPIRY": "60"}
     settings = Settings.from_env(env)
     assert settings.data_dir == Path("/srv/i2") and settings.db_url == "postgresql://u@h/db"
     assert (settings.weights, settings.device, settings.edit_steps, settings.workers) == ("demo", "cuda:1", 50, 0)
-    assert settings.rate_limit == RateLimit(5, 1.0) and settings.trust_proxy and settings.stale_after_s == 12.5
+    assert settings.rate_limit == RateLimit(5, 1.0) and settings.trust_proxy == 1 and settings.stale_after_s == 12.5
+    assert (settings.store, settings.dialogue_timeout_s, settings.max_queued_per_owner,
+            settings.queue_expiry_s) == ("database", 5.0, 2, 60.0)
+    assert Settings.from_env({"I2EDIT_TRUST_PROXY": "2"}).trust_proxy == 2
+    assert Settings.from_env({"I2EDIT_TRUST_PROXY": "no"}).trust_proxy == 0
 
 
 def test_a_relative_data_dir_is_made_absolute_once_against_the_start_up_directory(tmp_path, monkeypatch):
@@ -53,7 +61,8 @@ def test_cli_overrides_beat_the_environment_and_none_is_ignored():
 
 @pytest.mark.parametrize("name,value", [("I2EDIT_EDIT_STEPS", "-3"), ("I2EDIT_EDIT_STEPS", "many"),
                                         ("I2EDIT_RATE_LIMIT", "lots"), ("I2EDIT_TRUST_PROXY", "maybe"),
-                                        ("I2EDIT_WORKERS", "-1")])
+                                        ("I2EDIT_WORKERS", "-1"), ("I2EDIT_STORE", "s3"),
+                                        ("I2EDIT_DIALOGUE_TIMEOUT", "0"), ("I2EDIT_MAX_QUEUED", "0")])
 def test_bad_settings_name_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
@@ -73,10 +82,24 @@ def test_migrations_create_the_schema_the_models_describe(tmp_path):
     db.upgrade()  # idempotent
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == _head_revision()
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-    assert set(inspect(db.engine).get_table_names()) >= {"photos", "conversations", "turns", "edit_jobs"}
+    assert set(inspect(db.engine).get_table_names()) >= {"photos", "conversations", "turns", "edit_jobs",
+                                                         "stored_blobs", "rate_limit_windows"}
     db.dispose()
+
+
+def _head_revision() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from server.db import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    heads = ScriptDirectory.from_config(config).get_heads()
+    assert len(heads) == 1, f"the migrations have several heads: {heads}"
+    return heads[0]
 
 
 def test_upgrade_keeps_existing_rows(tmp_path):
@@ -96,18 +119,49 @@ def test_upgrade_keeps_existing_rows(tmp_path):
 
 # --- images ---------------------------------------------------------------------------------------
 
-def test_store_names_files_by_content(tmp_path):
-    store = ImageStore(tmp_path)
+@pytest.fixture(params=["local", "database"])
+def store(request, tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    db.upgrade()
+    yield open_store(Settings(data_dir=tmp_path, store=request.param), db)
+    db.dispose()
+
+
+def test_stores_name_entries_by_content(store):
     image = Image.new("RGB", (8, 8), (1, 2, 3))
     key = store.put(image)
     assert store.put(image.copy()) == key and len(key) == 68 and key.endswith(".png")
-    assert store.path(key) == tmp_path / key[:2] / key and store.exists(key)
-    assert store.open(key).getpixel((0, 0)) == (1, 2, 3)
+    assert store.exists(key) and store.open(key).getpixel((0, 0)) == (1, 2, 3)
     assert store.put(image, "jpg").endswith(".jpg")
-    for bad in ("../x.png", "a" * 64 + ".exe", "", "/etc/passwd"):
+    inversion = store.put_bytes(b"latent codes", "inv")
+    assert inversion.endswith(".inv") and store.get_bytes(inversion) == b"latent codes"
+    store.delete(key)
+    assert not store.exists(key)
+    with pytest.raises(KeyError):
+        store.get_bytes(key)
+    for bad in ("../x.png", "a" * 64 + ".exe", "", "/etc/passwd", "A" * 64 + ".png"):
         assert not store.exists(bad)
         with pytest.raises(KeyError):
-            store.path(bad)
+            store.get_bytes(bad)
+    with pytest.raises(KeyError):
+        store.put_bytes(b"x", "exe")
+
+
+def test_the_local_store_keeps_files_under_two_hex_digits(tmp_path):
+    store = LocalImageStore(tmp_path)
+    key = store.put(Image.new("RGB", (4, 4)))
+    assert store.path(key) == tmp_path / key[:2] / key and store.path(key).is_file()
+
+
+def test_the_database_store_is_shared_by_every_process_on_the_database(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
+    first, second = Database(url), Database(url)
+    first.upgrade()
+    key = DatabaseImageStore(first).put(Image.new("RGB", (4, 4), (9, 8, 7)))
+    assert DatabaseImageStore(second).open(key).getpixel((0, 0)) == (9, 8, 7)
+    assert DatabaseImageStore(second).put_bytes(DatabaseImageStore(first).get_bytes(key), "png") == key
+    first.dispose()
+    second.dispose()
 
 
 def test_decode_applies_exif_rotation_and_converts_to_rgb():
@@ -141,18 +195,59 @@ def test_decode_refuses_bombs_and_junk():
 
 # --- security helpers -----------------------------------------------------------------------------
 
-def test_rate_limiter_window_slides():
-    now = [0.0]
-    limiter = RateLimiter(RateLimit(2, 10.0), clock=lambda: now[0])
+@pytest.fixture
+def db(tmp_path):
+    database = Database(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+def test_rate_limiter_window_slides(db):
+    now = [1000.0]  # the start of a 10 s window
+    limiter = RateLimiter(db, RateLimit(2, 10.0), clock=lambda: now[0])
     limiter.hit("a")
     limiter.hit("a")
     limiter.hit("b")  # per client
     with pytest.raises(ApiError) as info:
         limiter.hit("a")
-    assert info.value.status == 429 and info.value.headers["Retry-After"] == "10"
-    now[0] = 10.5
+    # the two hits weigh 2 until their window ends, then fade over the next one: 1 left at its middle
+    assert info.value.status == 429 and info.value.headers["Retry-After"] == "15"
+    now[0] = 1012.0
+    with pytest.raises(ApiError):
+        limiter.hit("a")  # 2 x 0.8 + 1 > 2
+    now[0] = 1015.0
     limiter.hit("a")
-    RateLimiter(RateLimit(0, 1.0)).hit("a")  # 0 = off
+    RateLimiter(db, RateLimit(0, 1.0)).hit("a")  # 0 = off
+
+
+def test_rate_limits_are_shared_by_processes_on_one_database(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
+    web_1, web_2 = Database(url), Database(url)
+    web_1.upgrade()
+    first, second = (RateLimiter(db, RateLimit(3, 60.0), clock=lambda: 60.0) for db in (web_1, web_2))
+    first.hit("10.0.0.1")
+    second.hit("10.0.0.1")
+    first.hit("10.0.0.1")
+    with pytest.raises(ApiError):
+        second.hit("10.0.0.1")  # the other process's hits count
+    assert first.forget_old() == 0
+    later = RateLimiter(web_1, RateLimit(3, 60.0), clock=lambda: 200.0)
+    assert later.forget_old() == 1  # two windows on, the counter is dropped
+    later.hit("10.0.0.1")
+    web_1.dispose()
+    web_2.dispose()
+
+
+def test_the_database_clock(db):
+    from sqlalchemy import select
+
+    from server.models import utcnow
+
+    with db.connect() as conn:
+        now, earlier = conn.execute(select(db_now(), db_now(-90))).one()
+    assert abs((now - utcnow()).total_seconds()) < 5  # this machine's clock and SQLite's are one here
+    assert abs((now - earlier).total_seconds() - 90) < 0.01
 
 
 class _Req:

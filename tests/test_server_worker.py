@@ -16,10 +16,10 @@ from sqlalchemy import select
 sys.path.insert(0, str(Path(__file__).parent))
 from server_fixtures import FakeDialogue, FakeEditor, fake_editing, make_settings, wait_for  # noqa: E402
 
-from server.app import create_app, shutdown  # noqa: E402
+from server.app import create_app, shutdown, start  # noqa: E402
 from server.db import Database  # noqa: E402
+from server.jobs import MACHINE_KEY, claim_job, recover_stale_jobs  # noqa: E402
 from server.models import Conversation, EditJob, Photo, Turn, new_id, utcnow  # noqa: E402
-from server.worker import claim_job, recover_stale_jobs  # noqa: E402
 
 from PIL import Image  # noqa: E402
 
@@ -107,9 +107,9 @@ def test_stale_running_jobs_are_requeued_once_then_failed(db):
     dead, live, remote = queue_jobs(db, 3)
     now = utcnow()
     with db.write() as session:
-        for job_id, worker, attempts in ((dead, f"{os.uname().nodename}:999999:dead:w", 1),
-                                         (live, f"{os.uname().nodename}:{os.getppid()}:live:w", 1),
-                                         (remote, "elsewhere:1:x:w", 2)):
+        for job_id, worker, attempts in ((dead, f"{os.uname().nodename}:999999:dead:w:{MACHINE_KEY}", 1),
+                                         (live, f"{os.uname().nodename}:{os.getppid()}:live:w:{MACHINE_KEY}", 1),
+                                         (remote, "elsewhere:1:x:w:0123456789ab", 2)):
             job = session.get(EditJob, job_id)
             job.status, job.worker_id, job.attempts, job.heartbeat_at = "running", worker, attempts, now
     handled = recover_stale_jobs(db, stale_after_s=60)
@@ -131,6 +131,7 @@ def app_factory(tmp_path, samples):
     def make(editing=None, **settings):
         app = create_app(make_settings(tmp_path, **settings), dialogue=FakeDialogue(),
                          editing=editing or fake_editing(samples=samples))
+        start(app)
         apps.append(app)
         return app
 
@@ -193,7 +194,7 @@ def test_one_editor_per_worker_never_two_edits_at_once(app_factory, samples):
     assert sum(editor.edits for editor in FakeEditor.instances) == 6
 
 
-def test_inversions_are_cached_in_the_data_dir(app_factory, tmp_path):
+def test_inversions_are_cached_in_the_store(app_factory, tmp_path):
     FakeEditor.instances.clear()
     first = app_factory()
     client = first.test_client()
@@ -201,7 +202,7 @@ def test_inversions_are_cached_in_the_data_dir(app_factory, tmp_path):
     wait_for(lambda: job_of(client, job["id"])["status"] == "done")
     cookie = client.get_cookie("i2edit_owner").value
     shutdown(first)
-    assert len(list((tmp_path / "data" / "inversions").glob("*.inv"))) == 1
+    assert len(list((tmp_path / "data" / "images").glob("*/*.inv"))) == 1  # in the image store
     assert FakeEditor.instances[0].inverted == 1
 
     second = app_factory()  # a new process would start with an empty memory cache, like this one
@@ -234,11 +235,11 @@ def start_doomed_worker(tmp_path: Path) -> subprocess.Popen:
         sys.path.insert(0, {str(TESTS_DIR)!r})
         from server_fixtures import fake_editing, make_settings
         from server.db import Database
-        from server.images import ImageStore
+        from server.images import open_store
         from server.worker import Worker
         settings = make_settings(Path({str(tmp_path)!r}))
         db = Database(settings.db_url)
-        Worker(settings, db, ImageStore(settings.images_dir), fake_editing(gate=threading.Event()),
+        Worker(settings, db, open_store(settings, db), fake_editing(gate=threading.Event()),
                name="doomed").run(poll_s=0.1)
     """)
     return subprocess.Popen([sys.executable, "-c", script])
