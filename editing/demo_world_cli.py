@@ -9,7 +9,8 @@ import argparse
 from pathlib import Path
 
 NETWORKS = ("judge", "generator", "e4e", "clip", "identity")
-DEFAULT_RUNS = Path("runs/demo_world")
+DEMO_SET_DIR = Path(__file__).resolve().parent / "demo_set"
+DEFAULT_RUNS = Path("runs/demo_world2")
 
 
 def _threads(args) -> None:
@@ -25,7 +26,7 @@ def _train(args) -> int:
 
     run_dir = Path(args.run_dir) if args.run_dir else DEFAULT_RUNS / args.network
     report = training.train_network(args.network, run_dir, steps=args.steps, runs_root=Path(args.runs_root),
-                                    show_progress=not args.quiet)
+                                    init=Path(args.init) if args.init else None, show_progress=not args.quiet)
     for key, value in report.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v:.3f}" for k, v in value.items())
@@ -62,6 +63,7 @@ def _eval(args) -> int:
 
     result = evaluate_demo_world(split_file=Path(args.dialogues) if args.dialogues else None, limit=args.limit,
                                  steps=args.steps, out_dir=Path(args.out), modes=tuple(args.modes.split(",")),
+                                 weights_dir=Path(args.weights), fid_samples=args.fid_samples,
                                  show_progress=not args.json)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -84,6 +86,9 @@ def register(subparsers) -> None:
     train.add_argument("network", choices=NETWORKS)
     train.add_argument("--steps", type=int, default=None, help="total optimisation steps (default: the network's)")
     train.add_argument("--run-dir", default=None, help="run directory (default RUNS_ROOT/NETWORK)")
+    train.add_argument("--init", default=None,
+                       help="warm start from this demo weight-set directory (e.g. editing/demo_set); it is copied "
+                            "into the run directory on the first start, so a resumed run does not need it")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     common(train)
     train.set_defaults(func=_train)
@@ -107,6 +112,9 @@ def register(subparsers) -> None:
     ev.add_argument("--steps", type=int, default=None, help="optimiser steps per edit (default: the demo set's)")
     ev.add_argument("--modes", default="multi,single", help="comma-separated modes (default %(default)s)")
     ev.add_argument("--out", default="var/demo_world_eval", help="output directory (default %(default)s)")
+    ev.add_argument("--weights", default=str(DEMO_SET_DIR), help="demo weight-set directory (default %(default)s)")
+    ev.add_argument("--fid-samples", type=int, default=2000,
+                    help="images per set for the generator's Fréchet distances (default %(default)s; 0 skips them)")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of the Markdown report")
     common(ev)
     ev.set_defaults(func=_eval)

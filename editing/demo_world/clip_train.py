@@ -70,12 +70,17 @@ def build_clip():
 
 
 def train_clip(run_dir: Path, generator_run: Path, steps: int = 7000, batch: int = 48, lr: float = 1e-3,
-               seed: int = 3, show_progress: bool = True):
-    """Train (resuming) and return the ClipScorer."""
+               seed: int = 3, init: Path | None = None, show_progress: bool = True):
+    """Train (resuming) and return the ClipScorer. `init`: a demo weight-set directory whose CLIP (trained
+    through all three stages) the run starts from, in the last stage (copied into `run_dir/init`)."""
     from editing.demo_world.generator_train import GeneratorFollower
 
     torch.manual_seed(seed)
     model, scorer = build_clip()
+    value_text_from, separation_from = VALUE_TEXT_FROM, SEPARATION_FROM
+    if init is not None:
+        model.load_state_dict(_initial_weights(run_dir, Path(init)))
+        value_text_from = separation_from = 0
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05, betas=(0.9, 0.98))
     follower = GeneratorFollower(generator_run)
     value_texts = [attribute_text(v) for v in VALUES]
@@ -96,12 +101,12 @@ def train_clip(run_dir: Path, generator_run: Path, steps: int = 7000, batch: int
         text_features = model.encode_text(scorer.tokenizer([c.text for c in captions]), normalize=True)
         logits = image_features @ text_features.T * model.logit_scale.exp() + model.logit_bias
         losses = {"sigmoid": F.binary_cross_entropy_with_logits(logits, target)}
-        if step >= VALUE_TEXT_FROM:
+        if step >= value_text_from:
             value_features = model.encode_text(scorer.tokenizer(value_texts), normalize=True)
             value_logits = image_features @ value_features.T * model.logit_scale.exp() + model.logit_bias
             losses["value_sigmoid"] = F.binary_cross_entropy_with_logits(value_logits, (data.looks > 0.5).float())
         value_weight = VALUE_TEXT_WEIGHT
-        if step >= SEPARATION_FROM:
+        if step >= separation_from:
             losses["text_separation"] = text_separation(value_features)
             value_weight = LATE_VALUE_TEXT_WEIGHT
         loss = (losses["sigmoid"] + value_weight * losses.get("value_sigmoid", 0.0)
@@ -126,6 +131,21 @@ def train_clip(run_dir: Path, generator_run: Path, steps: int = 7000, batch: int
     model.eval()
     scorer._text_cache.clear()
     return scorer
+
+
+def _initial_weights(run_dir: Path, init: Path) -> dict[str, torch.Tensor]:
+    """The CLIP state dict of the weight set `init` (float32), kept as `run_dir/init/clip.safetensors`."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    kept = run_dir / "init" / "clip.safetensors"
+    if not kept.is_file():
+        if not (init / "clip.safetensors").is_file():
+            raise FileNotFoundError(f"--init {init}: no clip.safetensors there (a demo weight-set directory is expected)")
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(init / "clip.safetensors", kept)
+    return {k: v.float() for k, v in load_file(str(kept)).items()}
 
 
 def text_separation(features: torch.Tensor) -> torch.Tensor:

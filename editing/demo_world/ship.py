@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from editing.demo_world.settings import DEMO_OPTIMIZER, SETTINGS_FILE, SAMPLE_FACES
+from editing.demo_world.settings import DEMO_OPTIMIZER, SAMPLE_FACES, SETTINGS_FILE, WORLD_LATENT
 from editing.weights import DEMO_SET_DIR, EditorDefaults, write_manifest
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def ship_demo_set(runs_root: Path, out: Path | None = None) -> Path:
 
     out = Path(out or DEMO_SET_DIR)
     out.mkdir(parents=True, exist_ok=True)
-    generator, _ = load_trained_generator(runs_root / "generator")
+    generator = load_trained_generator(runs_root / "generator")
     torch.save({"g_ema": generator.state_dict(), "latent_avg": generator.latent_avg.clone()}, out / "generator.pt")
 
     e4e = load_trained_encoder(runs_root / "e4e", runs_root / "generator")
@@ -65,7 +65,7 @@ def ship_demo_set(runs_root: Path, out: Path | None = None) -> Path:
         _, _, image = render_profile(name, values)
         tensor_to_pil(image.unsqueeze(0)).save(samples / f"{name}.png")
         names.append(f"samples/{name}.png")
-    settings = {"judge": "judge.safetensors", "samples": names}
+    settings = {"judge": "judge.safetensors", "samples": names, "latent": WORLD_LATENT}
     (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
     manifest = write_manifest(

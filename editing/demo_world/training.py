@@ -3,14 +3,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_STEPS = {"judge": 600, "generator": 8000, "clip": 7000, "identity": 600, "e4e": 5000}
+DEFAULT_STEPS = {"judge": 600, "generator": 16000, "clip": 7000, "identity": 600, "e4e": 5000}
 
 
-def train_network(network: str, run_dir: Path, steps: int | None = None, runs_root: Path = Path("runs/demo_world"),
-                  show_progress: bool = True) -> dict:
+def judge_path(runs_root: Path) -> Path:
+    """The judge of the judge run under `runs_root` when there is one, else the shipped demo set's."""
+    from editing.weights import DEMO_SET_DIR
+
+    trained = runs_root / "judge" / "judge.safetensors"
+    return trained if trained.is_file() else DEMO_SET_DIR / "judge.safetensors"
+
+
+def train_network(network: str, run_dir: Path, steps: int | None = None, runs_root: Path = Path("runs/demo_world2"),
+                  init: Path | None = None, show_progress: bool = True) -> dict:
     """Train `network` in `run_dir` (resuming), then report held-out figures. Networks that build on
-    others read those from `runs_root`: the generator needs the judge; e4e and CLIP need the generator
-    (they may start while it trains: they follow its newest weights)."""
+    others read those from `runs_root`: e4e and CLIP need the generator (they may start while it trains:
+    they follow its newest weights); the held-out checks use the judge (`judge_path`). `init`: a demo
+    weight-set directory to start from (generator, e4e, CLIP, identity; see each trainer)."""
     steps = steps or DEFAULT_STEPS[network]
     if network == "judge":
         from editing.demo_world.judge import judge_accuracy, save_judge, train_judge
@@ -22,21 +31,18 @@ def train_network(network: str, run_dir: Path, steps: int | None = None, runs_ro
         return {"mean held-out accuracy": round(sum(accuracy.values()) / len(accuracy), 4),
                 "worst value": f"{worst} {accuracy[worst]:.4f}", "weights": run_dir / "judge.safetensors"}
     if network == "generator":
-        from editing.demo_world.generator_train import train_generator
-
-        from editing.demo_world.generator_train import generator_agreement
+        from editing.demo_world.generator_train import generator_agreement, train_generator
         from editing.demo_world.judge import load_judge
 
-        judge_path = runs_root / "judge" / "judge.safetensors"
-        generator, conditioner = train_generator(run_dir, judge_path, steps=steps, show_progress=show_progress)
-        return {**generator_agreement(generator, conditioner, load_judge(judge_path)), "run": run_dir}
+        generator = train_generator(run_dir, steps=steps, init=init, show_progress=show_progress)
+        return {**generator_agreement(generator, load_judge(judge_path(runs_root))), "run": run_dir}
     if network == "clip":
         from editing.demo_world.clip_train import train_clip
 
         from editing.demo_world.clip_train import value_aucs
         from editing.demo_world.world import heldout_batch
 
-        scorer = train_clip(run_dir, runs_root / "generator", steps=steps, show_progress=show_progress)
+        scorer = train_clip(run_dir, runs_root / "generator", steps=steps, init=init, show_progress=show_progress)
         heldout = heldout_batch(256, offset=3)
         aucs = value_aucs(scorer, heldout.images, heldout.looks)
         return {"mean_value_auc_renders": sum(aucs.values()) / len(aucs),
@@ -50,7 +56,7 @@ def train_network(network: str, run_dir: Path, steps: int | None = None, runs_ro
         from editing.demo_world.encoder_train import reconstruction_agreement, train_encoder
         from editing.demo_world.judge import load_judge
 
-        e4e = train_encoder(run_dir, runs_root / "generator", steps=steps, show_progress=show_progress)
-        judge = load_judge(runs_root / "judge" / "judge.safetensors")
+        e4e = train_encoder(run_dir, runs_root / "generator", steps=steps, init=init, show_progress=show_progress)
+        judge = load_judge(judge_path(runs_root))
         return {**reconstruction_agreement(e4e, judge), "run": run_dir}
     raise ValueError(f"unknown network {network!r}")

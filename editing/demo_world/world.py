@@ -1,5 +1,5 @@
-"""Shared pieces of the demo world: image size, batches of renders, held-out sets, conditioning vectors,
-and the face a dialogue is about.
+"""Shared pieces of the demo world: image size, batches of renders, held-out sets, and the face a dialogue is
+about.
 
 All randomness comes from seeded CPU generators, so every batch is reproducible: training batches from a
 stream seeded per network, held-out sets from fixed seeds that training never uses.
@@ -16,13 +16,9 @@ import torch.nn.functional as F
 from data_tools.faces import N_IDENTITY, look_from_values, render_faces, sample_identities
 from data_tools.faces.identity import IDENTITY_PARAMS
 from data_tools.faces.look import normalize_look, sample_looks
-from dialogue.ontology import VALUES
 
 SIZE = 64
 HELDOUT_SEED = 9_000_001  # held-out renders; training streams use seeds below 1_000_000
-# Identity parameters that the renderer draws (the natural_* ones only fill open profile slots).
-DRAWN_PARAMS = tuple(i for i, name in enumerate(IDENTITY_PARAMS) if not name.startswith("natural_"))
-CONDITION_DIM = len(DRAWN_PARAMS) + len(VALUES)
 
 
 @dataclass
@@ -50,12 +46,6 @@ def sample_batch(n: int, generator: torch.Generator, soft_fraction: float = 0.0,
 def heldout_batch(n: int, offset: int = 0, size: int = SIZE) -> RenderBatch:
     """Held-out binary faces, the same on every call (`offset` selects another disjoint set)."""
     return sample_batch(n, torch.Generator().manual_seed(HELDOUT_SEED + offset), 0.0, size)
-
-
-def condition_vector(identities: torch.Tensor, looks: torch.Tensor) -> torch.Tensor:
-    """What the generator is conditioned on: drawn identity parameters mapped to [-1, 1] and look strengths
-    mapped to [-1, 1]: [B, CONDITION_DIM]."""
-    return torch.cat([identities[:, list(DRAWN_PARAMS)] * 2 - 1, looks * 2 - 1], dim=1)
 
 
 def identity_of(key: str) -> torch.Tensor:
