@@ -14,6 +14,7 @@ let branchFrom = null;     // index of the turn the next message continues (null
 let pollTimer = null;
 let shownPreview = null;   // the live preview shown in place of the current image, while an edit runs
 let viewerMode = "edited";
+let leftConversationId = null;  // the conversation the start screen was opened from ("back to it")
 let dividerPercent = 50;   // where the before / after divider stands, in % of the stage's width
 const PENDING = ["queued", "running"];
 
@@ -69,7 +70,8 @@ function ago(iso) {
 // kind: "error" (goes away by itself after a while, unless `sticky`) or "info"; scope "conversation": removed
 // when the page shows another conversation or the start screen.
 function notice(text, { kind = "info", id = null, scope = "page", sticky = false } = {}) {
-  const existing = [...$("notices").children].find((div) => (id && div.dataset.id === id) || div.dataset.text === text);
+  const existing = [...$("notices").children].find((div) => (id && div.dataset.id === id)
+                                                            || div.dataset.text === text);
   const div = existing || document.createElement("div");
   clearTimeout(Number(div.dataset.timer || 0));
   div.className = `notice ${kind}`;
@@ -104,7 +106,7 @@ function showStaticNotices() {
 
 // --- the start screen: samples, upload, earlier conversations -------------------------------------
 function showStart() {
-  const left = conversation;
+  if (conversation) leftConversationId = conversation.id;
   conversation = null;
   selected = branchFrom = null;
   stopPolling();
@@ -113,8 +115,7 @@ function showStart() {
   $("workspace").hidden = true;
   $("start").hidden = false;
   const back = $("back-to-current");
-  back.hidden = !left;
-  back.onclick = left ? () => openConversation(left.id) : null;
+  back.hidden = !leftConversationId;
   const samples = $("samples");
   samples.replaceChildren();
   for (const sample of CONFIG.samples) {
@@ -135,14 +136,12 @@ function showStart() {
   $("samples-block").hidden = CONFIG.samples.length === 0;
   const uploadNote = $("upload-note");
   uploadNote.hidden = !(CONFIG.editing.available && !CONFIG.editing.real_photos);
-  if (!uploadNote.hidden) {
-    richText(uploadNote, "These weights edit only their own sample faces: an uploaded photo is kept and chatted " +
-                         "about, but not edited.");
-  }
-  listConversations(left ? left.id : null);
+  uploadNote.textContent = "These weights edit only their own sample faces: an uploaded photo is kept and " +
+                           "chatted about, but not edited.";
+  listConversations();
 }
 
-async function listConversations(currentId) {
+async function listConversations() {
   let listing;
   try {
     listing = await api("GET", "/api/conversations?limit=30");
@@ -176,7 +175,7 @@ async function listConversations(currentId) {
     const meta = document.createElement("small");
     const photo = item.photo_source === null ? "no photo"
       : item.photo_source === "upload" ? "your photo" : item.photo_source.replace("sample:", "sample ");
-    const current = item.id === currentId ? " · the one you were in" : "";
+    const current = item.id === leftConversationId ? " · the one you were in" : "";
     meta.textContent = `${plural(item.turn_count, "turn")} · ${photo} · ${ago(item.updated_at)}${current}`;
     text.append(title, meta);
     button.appendChild(text);
@@ -657,8 +656,9 @@ function setSmooth(smooth) {
 
 function showImageSize() {
   const img = $("current");
+  const enlarged = img.naturalWidth < img.clientWidth ? ", shown enlarged" : "";
   $("current-size").textContent = img.hidden || !img.naturalWidth ? ""
-    : `${img.naturalWidth} × ${img.naturalHeight} px, shown enlarged; click to view larger`;
+    : `${img.naturalWidth} × ${img.naturalHeight} px${enlarged}; click to view larger`;
 }
 
 // --- start-up -------------------------------------------------------------------------------------
@@ -679,6 +679,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("new-conversation").addEventListener("click", showStart);
   $("start-without-photo").addEventListener("click", () => start({}));
   $("note-start").addEventListener("click", showStart);
+  $("back-to-current").addEventListener("click", () => openConversation(leftConversationId));
   $("photo-input").addEventListener("change", uploadPhoto);
   $("turn-form").addEventListener("submit", sendTurn);
   $("turn-text").addEventListener("input", updateCounter);
