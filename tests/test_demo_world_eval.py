@@ -1,4 +1,5 @@
-"""`i2edit demo-world eval` on a handful of dialogues: the JSON has Table 4 and the judge's per-turn success."""
+"""`i2edit demo-world eval` on a handful of dialogues: the JSON has Table 4, the judge's per-turn success, the
+distances to the true targets and the generator's Fréchet distances; the contact sheets are written."""
 from __future__ import annotations
 
 import json
@@ -23,7 +24,8 @@ def test_eval_command_runs_on_a_few_dialogues(tmp_path, capsys):
                   [("mustache",), ("mustache", "pale skin"), ("pale skin",)]),
     ])
     out = tmp_path / "eval"
-    code = main(["demo-world", "eval", "--dialogues", str(path), "--steps", "2", "--out", str(out), "--json"])
+    code = main(["demo-world", "eval", "--dialogues", str(path), "--steps", "2", "--out", str(out), "--json",
+                 "--fid-samples", "64"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["dialogues"] == 2
@@ -38,6 +40,20 @@ def test_eval_command_runs_on_a_few_dialogues(tmp_path, capsys):
         assert asked == {"smiling": 2, "black hair": 1, "mustache": 2, "pale skin": 2}
         found = sum(counts[0] for counts in figures["found_by_value"].values())
         assert figures["values_found"] == found / 7
+        # every edited turn asked for something the profile lacks: the original is away from its target
+        assert figures["original_target_lpips"] > 0 and figures["original_target_l1"] > 0
+        assert figures["target_ratio"] == figures["target_lpips"] / figures["original_target_lpips"]
+        assert len(figures["target_lpips_by_turn"]) == 3 and isinstance(figures["fid_targets"], float)
+    fidelity = result["fidelity"]
+    assert fidelity["n"] == 64 and fidelity["random"] > 0 and fidelity["e4e"] > 0
+    turns = [json.loads(line) for line in (out / "turns.jsonl").read_text().splitlines()]
+    assert all(t["extra"]["target_lpips"] >= 0 for t in turns)
+    assert sorted(result["sheets"]) == ["sheets/test-000001.png", "sheets/test-000002.png"]
+    from PIL import Image
+
+    sheet = Image.open(out / "sheets" / "test-000002.png")
+    assert sheet.height > 3 * 128 and sheet.width > 4 * 128  # multi, single, target rows; original + 3 turns
+    assert Image.open(out / "random_samples.png").size[0] > 8 * 128
     assert (out / "demo_world.md").is_file() and (out / "table4.json").is_file()
 
 

@@ -3,49 +3,95 @@
 Every test-split dialogue is about a face rendered from its `"profile"` (the identity comes from the
 dialogue's image name). `editing.evaluation.evaluate_editing` edits every turn in both modes with the demo
 set (Table 4: AvgRel / MinRel with the demo CLIP, identity similarity); a per-turn hook adds what the
-independent attribute judge sees:
+independent attribute judge sees and how far each edit is from the right answer:
 
 - success at turn t: the judge finds every value of the turn's belief state in the edited image;
 - marginal success at turn t: it finds every value added at turn t (turns that add nothing are left out),
   the turn-level view of multi-turn editing (EdiVal / MT-EditFlow's "marginal success rate");
 - `lpips`: an LPIPS-style distance between the edited image and the original render computed with the
   judge's features (unit-normalised channels, squared difference, spatial mean, summed over the four
-  stages), because the real LPIPS needs AlexNet weights that cannot be downloaded here.
+  stages), because the real LPIPS needs AlexNet weights that cannot be downloaded here;
+- the true target of a turn: the same identity rendered with the turn's belief state applied to its profile
+  (`data_tools.faces.apply_state`). `target_lpips` / `target_l1` are the edit's distances to it (LPIPS-style
+  as above; mean absolute pixel difference with pixels in [0, 1]), beside `original_target_*` (the original
+  render's) and `reconstruction_target_lpips` (the e4e inversion's, where the edit starts);
+- `fid_targets`: the Fréchet distance (judge features, `fidelity`) between a mode's edits and their targets.
+
+It also measures the generator itself (`fidelity.generator_fidelity`: random samples, reconstructions and
+inversions against renders) and writes pictures: `sheets/<dialogue>.png` (original, each turn's edit per mode
+and the true target under it, `sheets.DialogueSheet`) and `random_samples.png` (64 random G(z)).
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from dialogue.ontology import VALUE_INDEX, BeliefState
 from editing.demo_world.judge import AttributeJudge, present_values
+from editing.demo_world.sheets import DialogueSheet, turn_header
 from editing.weights import DEMO_SET_DIR
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DIALOGUES = Path("var/corpus/test.jsonl")
+TARGET_FIELDS = ("target_lpips", "original_target_lpips", "reconstruction_target_lpips", "target_l1",
+                 "original_target_l1")
 
 
 @dataclass
 class JudgeHook:
-    """The per-turn hook: the judge's verdict on each edited image."""
+    """The per-turn hook: the judge's verdict on each edited image, its distances to the turn's true target,
+    and what the dialogue's contact sheet shows. `reconstruct(image [3, H, W]) -> [3, H, W]`: the editor's
+    e4e inversion of a face, drawn by the generator."""
 
     judge: AttributeJudge
     size: int
+    reconstruct: Callable[[torch.Tensor], torch.Tensor] | None = None
+    sheets: dict[str, DialogueSheet] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._originals: dict[str, torch.Tensor] = {}  # the current dialogue's original render only
+        self._faces: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # the current dialogue's only
+        self._targets: dict[tuple[str, int], torch.Tensor] = {}
+        self.features: dict[str, list[torch.Tensor]] = {}  # mode -> judge embeddings of edits
+        self.target_features: dict[str, list[torch.Tensor]] = {}
+
+    def face(self, dialogue) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(identity, profile look, original render [3, size, size]) of the dialogue's face."""
+        if dialogue.dialogue_id not in self._faces:
+            self._faces = {dialogue.dialogue_id: profile_face(dialogue, self.size)}
+            self._targets = {}
+        return self._faces[dialogue.dialogue_id]
 
     def original(self, dialogue) -> torch.Tensor:
-        if dialogue.dialogue_id not in self._originals:
-            self._originals = {dialogue.dialogue_id: face_of(dialogue, self.size)}
-        return self._originals[dialogue.dialogue_id]
+        return self.face(dialogue)[2]
+
+    def target(self, dialogue, index: int) -> torch.Tensor:
+        """The true target [3, size, size] of turn `index`: the profile with the belief state applied."""
+        from data_tools.faces import apply_state, render_faces
+
+        key = (dialogue.dialogue_id, index)
+        if key not in self._targets:
+            identity, look, _ = self.face(dialogue)
+            goal = apply_state(look.view(1, -1), [dialogue.turns[index].belief_state.values])
+            self._targets[key] = render_faces(identity.view(1, -1), goal, self.size)[0]
+        return self._targets[key]
+
+    def sheet(self, dialogue) -> DialogueSheet:
+        if dialogue.dialogue_id not in self.sheets:
+            sheet = DialogueSheet(dialogue.dialogue_id, self.original(dialogue))
+            previous = BeliefState()
+            for index, turn in enumerate(dialogue.turns):
+                sheet.headers.append(turn_header(*turn.belief_state.diff(previous)))
+                sheet.targets.append(self.target(dialogue, index))
+                previous = turn.belief_state
+            self.sheets[dialogue.dialogue_id] = sheet
+        return self.sheets[dialogue.dialogue_id]
 
     @torch.no_grad()
     def __call__(self, dialogue, index: int, mode: str, result) -> dict[str, Any]:
@@ -55,23 +101,57 @@ class JudgeHook:
         previous = dialogue.turns[index - 1].belief_state if index else BeliefState()
         added, _ = state.diff(previous)
         shows = lambda values: all(bool(present[VALUE_INDEX[v]]) for v in values)  # noqa: E731
-        return {
+        original, target = self.original(dialogue).unsqueeze(0), self.target(dialogue, index).unsqueeze(0)
+        sheet = self.sheet(dialogue)
+        if mode not in sheet.inversions:
+            sheet.inversions[mode] = self.reconstruct(original[0]) if self.reconstruct else original[0]
+            sheet.edits[mode], sheet.success[mode] = [], []
+        success = shows(state.values) if state else None
+        sheet.edits[mode].append(image[0].clamp(-1, 1))
+        sheet.success[mode].append(success)
+        lpips = lambda a, b: float(self.judge.feature_distance(a, b)[0])  # noqa: E731
+        l1 = lambda a, b: float((a.clamp(-1, 1) - b).abs().mean() / 2)  # noqa: E731
+        extra = {
             "judge_values": list(present_values(present.view(1, -1))[0]),
-            "success": shows(state.values) if state else None,
+            "success": success,
             "marginal_success": shows(added) if added else None,
-            "judge_lpips": float(self.judge.feature_distance(image, self.original(dialogue).unsqueeze(0))[0]),
+            "judge_lpips": lpips(image, original),
+            "target_lpips": lpips(image, target),
+            "original_target_lpips": lpips(original, target),
+            "reconstruction_target_lpips": lpips(sheet.inversions[mode].unsqueeze(0), target),
+            "target_l1": l1(image, target),
+            "original_target_l1": l1(original, target),
         }
+        if state:
+            self.features.setdefault(mode, []).append(self.judge.embed(image.clamp(-1, 1)))
+            self.target_features.setdefault(mode, []).append(self.judge.embed(target))
+        return extra
 
 
-def face_of(dialogue, size: int) -> torch.Tensor:
-    """The render [3, size, size] of the face a dialogue is about (its profile on its image name's identity)."""
+def profile_face(dialogue, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(identity [N_IDENTITY], look [23], render [3, size, size]) of the face a dialogue is about (its profile on
+    its image name's identity)."""
     from editing.demo_world.world import render_profile
 
     profile = dialogue.extra.get("profile")
     if not profile:
         raise ValueError(f"dialogue {dialogue.dialogue_id} has no 'profile' (the face's values); demo-world "
                          "evaluation needs dialogues written by `i2edit data build`")
-    return render_profile(dialogue.image or dialogue.dialogue_id, profile, size)[2]
+    return render_profile(dialogue.image or dialogue.dialogue_id, profile, size)
+
+
+def face_of(dialogue, size: int) -> torch.Tensor:
+    """The render [3, size, size] of the face a dialogue is about."""
+    return profile_face(dialogue, size)[2]
+
+
+def _fid(edits: list[torch.Tensor], targets: list[torch.Tensor]) -> float | None:
+    """Fréchet distance between two lists of judge embeddings [1, D] (None with fewer than 2 each)."""
+    from editing.metrics import frechet_distance
+
+    if min(len(edits), len(targets)) < 2:
+        return None
+    return frechet_distance(torch.cat(edits).double().numpy(), torch.cat(targets).double().numpy())
 
 
 def _rate(values: list[bool | None]) -> float | None:
@@ -99,8 +179,24 @@ def summarise(records, modes) -> dict[str, dict[str, Any]]:
                               for t in range(1, last + 1)],
             "success": _rate([r.extra["success"] for r in rows]),
             **values_found(rows),
+            **target_distances(measured, last),
             "seconds_per_edit": mean([r.seconds for r in rows]),
         }
+    return out
+
+
+def target_distances(measured, last: int) -> dict[str, Any]:
+    """Means over the turns with a non-empty belief state of `TARGET_FIELDS`; `target_ratio` (LPIPS-style) and
+    `target_ratio_l1`: the edits' mean distance to the targets over the originals' (below 1: the edits are
+    closer to the right answer than the face they started from); `target_lpips_by_turn` and
+    `original_target_lpips_by_turn` (turn 1 first)."""
+    mean = lambda xs: (sum(xs) / len(xs)) if xs else None  # noqa: E731
+    out: dict[str, Any] = {name: mean([r.extra[name] for r in measured]) for name in TARGET_FIELDS}
+    ratio = lambda a, b: a / b if a is not None and b else None  # noqa: E731
+    out["target_ratio"] = ratio(out["target_lpips"], out["original_target_lpips"])
+    out["target_ratio_l1"] = ratio(out["target_l1"], out["original_target_l1"])
+    for name in ("target_lpips", "original_target_lpips"):
+        out[f"{name}_by_turn"] = [mean([r.extra[name] for r in measured if r.turn == t]) for t in range(1, last + 1)]
     return out
 
 
@@ -146,6 +242,19 @@ def to_markdown(result: dict[str, Any]) -> str:
         cells = ["{} / {}".format(*m["found_by_value"].get(value, [0, 0])) for m in result["modes"].values()]
         lines.append(f"| {value} | " + " | ".join(cells) + " |")
     lines.append("| all values | " + " | ".join(fmt(m["values_found"]) for m in result["modes"].values()) + " |")
+    lines += ["", "Distance to the true target (the profile with the belief state applied), mean over edited turns:", "",
+              "| mode | edit (LPIPS-style) | original | e4e inversion | ratio edit / original | edit (pixel L1) "
+              "| original (pixel L1) | Fréchet distance edits vs targets |", "|---|---|---|---|---|---|---|---|"]
+    for mode, m in result["modes"].items():
+        lines.append(f"| {mode} | {fmt(m['target_lpips'])} | {fmt(m['original_target_lpips'])} "
+                     f"| {fmt(m['reconstruction_target_lpips'])} | {fmt(m['target_ratio'])} | {fmt(m['target_l1'])} "
+                     f"| {fmt(m['original_target_l1'])} | {fmt(m.get('fid_targets'))} |")
+    fidelity = result.get("fidelity")
+    if fidelity:
+        lines += ["", f"The generator against {fidelity['n']} renders of random codes (Fréchet distance, judge "
+                  f"features): random G(z) {fmt(fidelity['random'])}, G at the renders' own codes "
+                  f"{fmt(fidelity['own_codes'])}, e4e inversions {fmt(fidelity['e4e'])}; two halves of the renders "
+                  f"{fmt(fidelity['renders_split'])}."]
     lines += ["", "LPIPS-style: distance of the judge's normalised features to the original render (AlexNet LPIPS "
               "needs downloaded weights). MinRel/AvgRel: cosine of the demo CLIP (paper eq. 1-2)."]
     return "\n".join(lines) + "\n"
@@ -153,12 +262,15 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 def evaluate_demo_world(split_file: Path | None = None, limit: int | None = None, steps: int | None = None,
                         out_dir: Path = Path("var/demo_world_eval"), modes: tuple[str, ...] = ("multi", "single"),
-                        weights_dir: Path = DEMO_SET_DIR, show_progress: bool = True) -> dict[str, Any]:
-    """Run the evaluation and write `demo_world.json`, `demo_world.md` and `evaluate_editing`'s Table 4
-    files into `out_dir`; returns the JSON object."""
+                        weights_dir: Path = DEMO_SET_DIR, fid_samples: int = 2000,
+                        show_progress: bool = True) -> dict[str, Any]:
+    """Run the evaluation and write `demo_world.json`, `demo_world.md`, `evaluate_editing`'s Table 4 files,
+    `sheets/*.png` and `random_samples.png` into `out_dir`; returns the JSON object. `fid_samples`: images
+    per set for `fidelity.generator_fidelity` (0 skips it)."""
     from dialogue.records import read_dialogues
+    from editing.demo_world.fidelity import generator_fidelity, random_sheet
     from editing.demo_world.judge import load_judge
-    from editing.demo_world.settings import demo_editor_settings, read_settings
+    from editing.demo_world.settings import WORLD_LATENT, demo_editor_settings, read_settings
     from editing.editor import Editor
     from editing.evaluation import evaluate_editing
     from editing.image_tensors import tensor_to_pil
@@ -172,22 +284,41 @@ def evaluate_demo_world(split_file: Path | None = None, limit: int | None = None
     editor = Editor.from_weights(str(weights_dir / "manifest.json"), settings=demo_editor_settings(weights_dir),
                                  align_faces=False)
     judge = load_judge(weights_dir / settings["judge"])
-    hook = JudgeHook(judge, editor.generator.size)
+    size = editor.generator.size
+
+    @torch.no_grad()
+    def reconstruct(image: torch.Tensor) -> torch.Tensor:
+        return editor.generator.synthesis(editor.e4e.encode(image.unsqueeze(0).to(editor.device)))[0].cpu().clamp(-1, 1)
+
+    hook = JudgeHook(judge, size, reconstruct)
     started = time.perf_counter()
     evaluation = evaluate_editing(
-        editor, dialogues, lambda d: tensor_to_pil(face_of(d, editor.generator.size).unsqueeze(0)), modes=modes,
+        editor, dialogues, lambda d: tensor_to_pil(face_of(d, size).unsqueeze(0)), modes=modes,
         steps=steps, out_dir=out_dir, per_turn_hook=hook, align=False, show_progress=show_progress)
     evaluation.write(out_dir)
+    out_dir = Path(out_dir)
+    summary = summarise(evaluation.records, modes)
+    for mode in modes:
+        summary[mode]["fid_targets"] = _fid(hook.features.get(mode, []), hook.target_features.get(mode, []))
+    sheet_paths = [str(sheet.save(out_dir / "sheets" / f"{name}.png").relative_to(out_dir))
+                   for name, sheet in hook.sheets.items()]
+    random_sheet(editor.generator, out_dir / "random_samples.png")
+    fidelity = None
+    if fid_samples:
+        fidelity = generator_fidelity(editor.generator, judge, editor.e4e, n=fid_samples,
+                                      own_codes=settings.get("latent") == WORLD_LATENT)
     result = {
-        "modes": summarise(evaluation.records, modes),
+        "modes": summary,
         "dialogues": evaluation.dialogues,
         "steps": evaluation.steps,
         "device": evaluation.device,
         "seconds": time.perf_counter() - started,
         "dialogue_file": str(path),
         "skipped_dialogues": evaluation.skipped_dialogues,
+        "fidelity": fidelity,
+        "sheets": sheet_paths,
+        "random_sheet": "random_samples.png",
     }
-    out_dir = Path(out_dir)
     (out_dir / "demo_world.json").write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / "demo_world.md").write_text(to_markdown(result))
     return result

@@ -68,6 +68,19 @@ class AttributeJudge(nn.Module):
         finally:
             self.train(was_training)
 
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """The hidden layer of the head [B, hidden] (after its ReLU): the feature space of the demo world's
+        Fréchet distances (`fidelity`), as Inception's pool features are FID's."""
+        was_training = self.training
+        self.eval()
+        try:
+            if images.shape[-1] != self.size:
+                images = F.interpolate(images, size=(self.size, self.size), mode="area")
+            return self.head[:3](self.features(images))
+        finally:
+            self.train(was_training)
+
     def stage_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The output of each of the four stages, channels unit-normalised at every position (the
         LPIPS recipe): list of [B, widths[k], size / 2^(k+1), size / 2^(k+1)]. Differentiable."""
