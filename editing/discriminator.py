@@ -1,6 +1,9 @@
 """StyleGAN2 residual discriminator in rosinality's layout (the keys of a checkpoint's `d` entry).
 
-Used to train small generators (the demo world); editing itself never needs it.
+Nothing in i2edit trains or loads it today: editing never needs a discriminator, and the demo generator learns
+without one (`editing.demo_world.generator_train` reproduces renders of known Gaussian codes; a 64 px G+D
+iteration costs about 1 s on this CPU). Only its tests use it (the layout of the public checkpoint's `d`
+entry); it is here for an adversarial term on a GPU, which issue 18 allows where the budget fits.
 """
 from __future__ import annotations
 
