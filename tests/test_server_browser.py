@@ -374,3 +374,20 @@ def test_earlier_conversations_are_listed_newest_first_and_reopen(browser, live,
     assert page.locator("#transcript li.user").all_inner_texts() == ["make her smile"]
     assert chip_values(page) == ["smiling"]
     page.close()
+
+
+def test_a_failed_edit_says_why_and_offers_a_retry(browser, live, sample_faces):
+    server = live(fake_editing(samples=sample_faces, fail="out of memory"))
+    page = browser.new_page()
+    start_with_sample(page, server)
+    send(page, "make her smile")
+    wait_until(page, "!document.getElementById('job-status').hidden")
+    assert page.inner_text("#job-status-text") == "The edit of turn 1 failed: out of memory."
+    assert page.inner_text("#retry-edit") == "Retry edit"
+    assert page.inner_text("#current-caption") == "Turn 1: edit failed · showing the original"
+    first = page.get_attribute("#retry-edit", "data-job")
+    page.click("#retry-edit")  # runs again (and, with this editor, fails again)
+    wait_until(page, f"!document.getElementById('job-status').hidden && "
+                     f"document.getElementById('retry-edit').dataset.job !== '{first}'")
+    assert page.locator("#notices .notice").count() == 0  # said once, beside the image, not as a notice
+    page.close()

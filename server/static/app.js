@@ -374,7 +374,8 @@ function renderJobStatus(turn) {
   box.hidden = !job || !["failed", "cancelled"].includes(job.status) || !!turn.image_url;
   if (box.hidden) return;
   let text;
-  if (job.status === "failed") text = `The edit of turn ${turn.index + 1} failed: ${job.error || "no reason given"}.`;
+  const reason = (job.error || "no reason given").replace(/^the edit failed:\s*/i, "");
+  if (job.status === "failed") text = `The edit of turn ${turn.index + 1} failed: ${reason}.`;
   else if ((job.error || "").startsWith("superseded") || (job.error || "").includes("newer turn")) {
     text = `The edit of turn ${turn.index + 1} was skipped: a newer turn came.`;
   } else text = `The edit of turn ${turn.index + 1} was cancelled${job.error ? ` (${job.error})` : ""}.`;
@@ -442,11 +443,17 @@ function watchJob() {
   }
 }
 
+function queueText(position) {
+  // `queue_position`: 1 for the next job a worker takes (absent where the server does not report it).
+  if (!position) return "";
+  return position === 1 ? " (next in line)" : ` (${position - 1} ${position === 2 ? "edit" : "edits"} ahead)`;
+}
+
 function showProgress(job) {
   $("progress").hidden = false;
   $("progress-fill").style.width = `${Math.round(job.progress * 100)}%`;
   $("progress-text").textContent = job.cancel_requested ? "cancelling…"
-    : job.status === "queued" ? "waiting for the editor…"
+    : job.status === "queued" ? `waiting for the editor${queueText(job.queue_position)}…`
     : job.total ? `editing: step ${job.step} of ${job.total}` : "preparing the photo…";
   $("cancel-edit").disabled = !!job.cancel_requested;
   $("cancel-edit").dataset.job = job.id;
