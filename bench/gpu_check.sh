@@ -129,7 +129,7 @@ fi
 run_step ops_bench 90 "$PYTHON" bench/ops.py "${OPS_ARGS[@]}" --json "$LOGS/ops_bench.json"
 run_step ops_bench_backward 90 "$PYTHON" bench/ops.py "${OPS_ARGS[@]}" --backward --json "$LOGS/ops_bench_backward.json"
 # bench/edit_step.py prints its JSON on stdout: $0 is the interpreter, $1 the output file, the rest its arguments.
-run_step edit_turn 240 bash -c 'out=$1; shift; "$0" bench/edit_step.py "$@" --json > "$out"' \
+run_step edit_turn 240 bash -c 'out=$1; shift; exec "$0" bench/edit_step.py "$@" --json > "$out"' \
   "$PYTHON" "$LOGS/edit_turn.json" "${EDIT_ARGS[@]}"
 run_step dialogue_step 120 "$PYTHON" bench/dialogue_latency.py "${DIALOGUE_ARGS[@]}" --json "$LOGS/dialogue.json"
 

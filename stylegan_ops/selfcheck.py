@@ -323,11 +323,13 @@ def _derivatives(case: _Case, plugin: ModuleType | None, inputs: list[torch.Tens
     y = case.call(plugin, *inputs, *constants)
     out["forward"] = _on_cpu([y])
     dy = _random_like(y, case.dtype, gen).requires_grad_(case.order >= 2)
-    grads = torch.autograd.grad(y, inputs, dy, create_graph=case.order >= 2)
+    # Vector-Jacobian products as gradients of scalars: the same numbers, and autograd.grad with explicit
+    # output gradients would import sympy on first use (about a second, most of the check's first run).
+    grads = torch.autograd.grad((y * dy).sum(), inputs, create_graph=case.order >= 2)
     out["gradient"] = _on_cpu(grads)
     if case.order >= 2:
         v = _random_like(grads[0], case.dtype, gen)
-        out["second-order"] = _on_cpu(torch.autograd.grad(grads[0], inputs + [dy], v, allow_unused=True))
+        out["second-order"] = _on_cpu(torch.autograd.grad((grads[0] * v).sum(), inputs + [dy], allow_unused=True))
 
 
 def _on_cpu(tensors: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
