@@ -458,7 +458,9 @@ function showProgress(job) {
   $("cancel-edit").disabled = !!job.cancel_requested;
   $("cancel-edit").dataset.job = job.id;
   const placeholder = document.querySelector(`#gallery li[data-index="${job.turn}"] .placeholder`);
-  if (placeholder) placeholder.textContent = job.status === "queued" ? "waiting" : `editing… ${Math.round(job.progress * 100)}%`;
+  if (placeholder) {
+    placeholder.textContent = job.status === "queued" ? "waiting" : `editing… ${Math.round(job.progress * 100)}%`;
+  }
   if (job.preview_url && job.preview_url !== shownPreview) showPreview(job);
 }
 
