@@ -273,18 +273,25 @@ class Editor:
 
     def edit(self, inversion: Inversion, state: BeliefState, mode: str = "multi",
              previous: EditResult | None = None, steps: int | None = None, progress: ProgressFn | None = None,
-             cancel: threading.Event | None = None, refine_settings: RefineSettings | None = None) -> EditResult:
+             cancel: threading.Event | None = None, refine_settings: RefineSettings | None = None,
+             effort: int = 0) -> EditResult:
         """Edit the inverted photo towards `state` (see the module docstring for the modes).
 
         `steps` overrides the optimiser's step count; `progress(step, total, losses, preview_or_None)` is
         called after every step (previews are PIL images; `total` includes the refinement budget, and
         refinement steps carry `losses["round"]`); setting `cancel` raises `editing.optimizer.Cancelled`.
-        `refine_settings` overrides the editor's (e.g. more rounds to "try harder"; `rounds=0` turns
-        refinement off while keeping the verdicts).
+        `refine_settings` overrides the editor's (`rounds=0` turns refinement off while keeping the verdicts).
+        `effort` (0, 1, 2, …: "try harder") multiplies the steps by 1 + effort and adds `effort` refinement
+        rounds.
         """
+        if effort < 0:
+            raise ValueError(f"effort must be 0 or more, got {effort}")
         plan = plan_edit(inversion, state, mode, previous)
         settings = self.settings if steps is None else dataclasses.replace(self.settings, steps=steps)
         refining = refine_settings or self.refine_settings
+        if effort:
+            settings = dataclasses.replace(settings, steps=settings.steps * (1 + effort))
+            refining = dataclasses.replace(refining, rounds=refining.rounds + effort)
         critique = self.critic.calibrated and plan.text is not None
         total = settings.steps + (refining.max_extra_steps(settings.steps) if critique else 0)
         with self._lock:

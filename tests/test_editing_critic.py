@@ -125,3 +125,15 @@ def test_refine_settings_are_checked():
         RefineSettings(rounds=-1)
     assert RefineSettings(rounds=3).max_extra_steps(60) == 90
     assert dataclasses.replace(RefineSettings(), round_steps=7).steps_per_round(60) == 7
+
+
+def test_trying_harder_runs_more_steps_and_more_rounds(critiqued_editor, inversion):
+    ed = critiqued_editor
+    ed.critic = Critic({"smiling": 2.0})  # never passes: every round runs
+    ed.refine_settings = RefineSettings(rounds=1, round_steps=2)
+    normal = ed.edit(inversion, BeliefState.of("smiling"))
+    harder = ed.edit(inversion, BeliefState.of("smiling"), effort=1)
+    assert normal.steps == STEPS + 2 and len(normal.metrics["critique"]["rounds"]) == 2
+    assert harder.steps == 2 * STEPS + 2 * 2 and len(harder.metrics["critique"]["rounds"]) == 3
+    with pytest.raises(ValueError, match="effort"):
+        ed.edit(inversion, BeliefState.of("smiling"), effort=-1)
