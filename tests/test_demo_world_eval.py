@@ -55,6 +55,16 @@ def test_eval_command_runs_on_a_few_dialogues(tmp_path, capsys):
     assert sheet.height > 3 * 128 and sheet.width > 4 * 128  # multi, single, target rows; original + 3 turns
     assert Image.open(out / "random_samples.png").size[0] > 8 * 128
     assert (out / "demo_world.md").is_file() and (out / "table4.json").is_file()
+    # the HTML report: the demo world's table, success and target-distance plots, the true target per turn
+    import re
+
+    assert result["report"] == "report.html"
+    html = (out / "report.html").read_text(encoding="utf-8")
+    images = re.findall(r'<img [^>]*src="([^"]+)"', html)
+    assert all((out / src).is_file() for src in images)
+    assert {"report/plots/success.png", "report/plots/target_lpips.png", "images/target/test-000002-t3.png",
+            "images/multi/test-000002-t3.png", "images/original/test-000002.png"} <= set(images)
+    assert "<th>target</th>" in html and "Judge success per turn" in html
 
 
 def test_values_found_counts_each_requested_value_once_per_edit():

@@ -265,15 +265,17 @@ def evaluate_demo_world(split_file: Path | None = None, limit: int | None = None
                         weights_dir: Path = DEMO_SET_DIR, fid_samples: int = 2000,
                         show_progress: bool = True) -> dict[str, Any]:
     """Run the evaluation and write `demo_world.json`, `demo_world.md`, `evaluate_editing`'s Table 4 files,
-    `sheets/*.png` and `random_samples.png` into `out_dir`; returns the JSON object. `fid_samples`: images
-    per set for `fidelity.generator_fidelity` (0 skips it)."""
+    `sheets/*.png`, `random_samples.png`, `images/target/*.png` and `report.html` (`editing.report`) into
+    `out_dir`; returns the JSON object. `fid_samples`: images per set for `fidelity.generator_fidelity`
+    (0 skips it)."""
     from dialogue.records import read_dialogues
     from editing.demo_world.fidelity import generator_fidelity, random_sheet
     from editing.demo_world.judge import load_judge
     from editing.demo_world.settings import WORLD_LATENT, demo_editor_settings, read_settings
     from editing.editor import Editor
-    from editing.evaluation import evaluate_editing
+    from editing.evaluation import evaluate_editing, save_image
     from editing.image_tensors import tensor_to_pil
+    from editing.report import write_report
 
     path = Path(split_file or DEFAULT_DIALOGUES)
     if not path.is_file():
@@ -295,6 +297,11 @@ def evaluate_demo_world(split_file: Path | None = None, limit: int | None = None
     evaluation = evaluate_editing(
         editor, dialogues, lambda d: tensor_to_pil(face_of(d, size).unsqueeze(0)), modes=modes,
         steps=steps, out_dir=out_dir, per_turn_hook=hook, align=False, show_progress=show_progress)
+    targets = {(name, turn): save_image(tensor_to_pil(target.unsqueeze(0)), out_dir,
+                                        f"images/target/{name}-t{turn}.png")
+               for name, sheet in hook.sheets.items() for turn, target in enumerate(sheet.targets, start=1)}
+    for record in evaluation.records:  # report.html shows each turn's true target beside its edits
+        record.extra["target_image"] = targets.get((record.dialogue_id, record.turn))
     evaluation.write(out_dir)
     out_dir = Path(out_dir)
     summary = summarise(evaluation.records, modes)
@@ -319,6 +326,8 @@ def evaluate_demo_world(split_file: Path | None = None, limit: int | None = None
         "sheets": sheet_paths,
         "random_sheet": "random_samples.png",
     }
+    result["report"] = write_report(out_dir, evaluation.records, f"Demo-world editing evaluation of {path.name}",
+                                    to_markdown(result), evaluation.originals, modes=modes).name
     (out_dir / "demo_world.json").write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / "demo_world.md").write_text(to_markdown(result))
     return result
