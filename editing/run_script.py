@@ -177,7 +177,7 @@ def run_script(entries: Sequence[ScriptEntry], editor, out_dir: str | Path, mode
                 raise EntryFailed(entry.error("photo" if entry.photo else "sample",
                                               f"cannot read {photo} as an image ({exc})")) from exc
         except EntryFailed as failed:
-            log.warning("%s", failed.error)
+            log.debug("entry failed: %s", failed.error)
             run.failed.append(failed.error)
             bar.update(len(entry.turns) * len(modes))
             continue

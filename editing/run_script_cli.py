@@ -55,7 +55,9 @@ def run_script_command(args) -> int:
     out = Path(args.out)
     run = run_script(entries, editor, out, modes=modes, steps=args.steps, tracker_factory=tracker,
                      sample_dir=sample_dir, settings=settings, show_progress=not args.quiet)
-    run.failed = sorted(errors + run.failed, key=lambda e: e.entry)  # the run logged its own as they happened
+    for error in run.failed:  # those of the run itself; the script's own were printed before it started
+        print(f"error: {error}", file=sys.stderr)
+    run.failed = sorted(errors + run.failed, key=lambda e: e.entry)
     steps = args.steps if args.steps is not None else editor.settings.steps
     paths = write_run_outputs(run, out, modes, steps, str(editor.device), editor.skipped,
                               f"Run of {Path(args.script).name}")

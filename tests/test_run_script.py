@@ -154,6 +154,8 @@ def test_two_dialogues_run_and_the_bad_entries_are_reported(finished_run, script
     assert code == 1  # two entries failed
     script = script_dir / "script.yaml"
     assert f"error: {script}: entry 3 (line 11), id 'typo': field turns[2].stat: unknown key" in stderr
+    assert f"error: {script}: entry 4 (line 16), id 'no-photo': field photo: file " in stderr
+    assert stderr.count("error: ") == 2
     assert "2 dialogues run, 0 already finished (skipped), 2 failed" in stdout
     errors = json.loads((out / "errors.json").read_text())
     assert [(e["entry"], e["dialogue_id"], e["field"]) for e in errors] == [(3, "typo", "turns[2].stat"),
