@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
 
-from server import chat
+from server import chat, critique
 from server.errors import ApiError
 from server.images import ImageRejected, decode_upload, valid_key
 from server.jobs import queue_position
@@ -124,6 +124,12 @@ def retry_job(job_id: str):
     return jsonify(_job_json(job, turn_index)), 201 if created else 200
 
 
+@bp.post("/jobs/<job_id>/harder")
+def try_harder(job_id: str):
+    job, turn_index = chat.try_harder(runtime(), job_id, owner_hash(request))
+    return jsonify(_job_json(job, turn_index)), 201
+
+
 @bp.get("/images/<key>")
 def image(key: str):
     rt = runtime()
@@ -171,6 +177,10 @@ def _job_json(job: EditJob | None, turn_index: int | None = None) -> dict | None
         "total": job.total, "preview_url": _image_url(job.preview_key), "image_url": _image_url(job.image_key),
         "error": job.error, "turn": turn_index, "metrics": job.metrics,
         "cancel_requested": bool(job.cancel_requested), "queue_position": _queue_position(job),
+        "effort": job.effort or 0, "round": job.round or 0,
+        "verdicts": (job.metrics or {}).get("verdicts"),
+        "follow_up": critique.follow_up(job.status, job.metrics, job.effort or 0),
+        "can_try_harder": critique.can_try_harder(job.status, job.metrics, job.effort or 0),
     }
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from dialogue.ontology import BeliefState
+from server import critique
 from server.dialogue_process import DialogueProcessError
 from server.errors import ApiError
 from server.jobs import pending_edits_elsewhere
@@ -327,6 +328,32 @@ def retry_job(rt: Runtime, job_id: str, owner_hash: str | None) -> tuple[EditJob
         raise ApiError(409, "nothing_to_retry", f"nothing to edit again: {reason}")
     rt.jobs_waiting.set()
     return again, turn_index, newer is None
+
+
+def try_harder(rt: Runtime, job_id: str, owner_hash: str | None) -> tuple[EditJob, int]:
+    """Queue the done edit `job_id` again with one more step of effort (`server.critique`): more optimiser steps
+    and refinement rounds. Returns (the new job, the turn's index); 409 when the edit is not done, everything
+    requested came out, or the effort is spent. The turn keeps its image until the new edit is done."""
+    with rt.db.read() as session:
+        conversation_id = _owned_job(session, job_id, owner_hash)[0].conversation_id
+    with rt.turn_locks.hold(conversation_id), rt.db.write() as session:
+        job, turn_index = _owned_job(session, job_id, owner_hash)
+        if job.status != "done":
+            raise ApiError(409, "job_not_done", "only a finished edit can be pushed harder; wait for it to finish")
+        if not critique.shortfalls(job.metrics):
+            raise ApiError(409, "nothing_short", "every requested value came out (or the weights cannot judge "
+                                                 "them); there is nothing to push harder")
+        if job.effort >= critique.MAX_EFFORT:
+            raise ApiError(409, "effort_spent", f"this edit was already pushed {critique.MAX_EFFORT} times; try "
+                                                "saying the request another way")
+        _supersede(session, conversation_id, keep_turn_id=job.turn_id)
+        harder = EditJob(id=new_id(), conversation_id=conversation_id, turn_id=job.turn_id, status="queued",
+                         step=0, total=0, attempts=0, cancel_requested=False, effort=job.effort + 1,
+                         created_at=utcnow())
+        session.add(harder)
+        session.flush()
+    rt.jobs_waiting.set()
+    return harder, turn_index
 
 
 # --- looking up -----------------------------------------------------------------------------------

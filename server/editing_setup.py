@@ -34,7 +34,8 @@ class EditorLike(Protocol):
     def invert(self, photo: Image.Image) -> Any: ...
 
     def edit(self, inversion: Any, state: BeliefState, mode: str = "multi", previous: Any = None,
-             steps: int | None = None, progress: Callable | None = None, cancel: Any = None) -> EditResultLike: ...
+             steps: int | None = None, progress: Callable | None = None, cancel: Any = None,
+             effort: int = 0) -> EditResultLike: ...
 
 
 @dataclass

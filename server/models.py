@@ -109,6 +109,8 @@ class EditJob(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    effort: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # "Try harder" pushes (0: first)
+    round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # critic's refinement round now
     worker_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

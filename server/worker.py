@@ -167,7 +167,7 @@ class Worker:
             photo = session.scalar(select(Photo).join(Conversation, Conversation.photo_id == Photo.id)
                                    .where(Conversation.id == job.conversation_id))
             state = BeliefState.from_dict(turn.belief_state)
-            turn_id, old_preview = turn.id, job.preview_key
+            turn_id, old_preview, effort = turn.id, job.preview_key, job.effort or 0
         if photo is None:
             raise RuntimeError("the conversation has no photo to edit")
         inversion = self._inversion(photo)
@@ -175,7 +175,7 @@ class Worker:
             raise JobCancelled()
         progress = _Progress(self.db, self.store, job_id, self.worker_id, cancel, old_preview)
         result = self.editor.edit(inversion, state, mode="multi", steps=self.settings.edit_steps,
-                                  progress=progress, cancel=cancel)
+                                  progress=progress, cancel=cancel, effort=effort)
         if cancel.is_set():
             raise JobCancelled()
         key = self.store.put(result.image)
@@ -314,7 +314,7 @@ class _Progress:
     def __init__(self, db: Database, store: ImageStore, job_id: str, worker_id: str, cancel: threading.Event,
                  preview_key: str | None = None):
         self.db, self.store, self.job_id, self.worker_id, self.cancel = db, store, job_id, worker_id, cancel
-        self.step = self.total = 0
+        self.step = self.total = self.round = 0
         self._last_write = self._last_preview = 0.0
         self._preview_key = preview_key
 
@@ -322,6 +322,9 @@ class _Progress:
         self.step, self.total = int(step), int(total)
         now = time.monotonic()
         values: dict[str, Any] = {}
+        refine_round = int((losses or {}).get("round", 0))  # the critic's refinement round (0: the first edit)
+        if refine_round != self.round:
+            self.round = values["round"] = refine_round
         if preview is not None and now - self._last_preview >= PREVIEW_EVERY_S:
             old = self._preview_key
             self._preview_key = self.store.put(_to_pil(preview), "jpg")
@@ -378,6 +381,8 @@ def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
     for name, value in metrics.items():
         if isinstance(value, dict):
             out[str(name)] = _jsonable(value)
+        elif isinstance(value, (list, tuple)):  # e.g. the critic's rounds
+            out[str(name)] = [_jsonable(v) if isinstance(v, dict) else v for v in value]
         elif isinstance(value, (int, float, str, bool)) or value is None:
             out[str(name)] = value
         else:

@@ -90,14 +90,16 @@ class FakeEditor:
     """Stands in for `editing.Editor`: 'edits' by colouring the image by the state; reports progress and previews.
 
     `gate` (an Event) makes `edit` wait before finishing, so tests can observe a running job; `fail` raises.
-    Records concurrent use so tests can check that one editor never runs two edits at once.
+    `hard`: values the fake critic judges absent unless the edit is pushed harder (None: no verdicts at all).
+    Records concurrent use so tests can check that one editor never runs two edits at once, and each edit's effort.
     """
 
     instances: list["FakeEditor"] = []
 
     def __init__(self, steps: int = 6, step_s: float = 0.0, gate: threading.Event | None = None,
-                 fail: str | None = None):
-        self.steps, self.step_s, self.gate, self.fail = steps, step_s, gate, fail
+                 fail: str | None = None, hard: tuple[str, ...] | None = None):
+        self.steps, self.step_s, self.gate, self.fail, self.hard = steps, step_s, gate, fail, hard
+        self.efforts: list[int] = []
         self.inverted = 0
         self.edits = 0
         self.active = 0
@@ -108,19 +110,22 @@ class FakeEditor:
         self.inverted += 1
         return FakeInversion(photo.size, photo.resize((1, 1)).getpixel((0, 0)))
 
-    def edit(self, inversion, state, mode="multi", previous=None, steps=None, progress=None, cancel=None):
+    def edit(self, inversion, state, mode="multi", previous=None, steps=None, progress=None, cancel=None,
+             effort=0):
         self.active += 1
         self.max_active = max(self.max_active, self.active)
+        self.efforts.append(effort)
         try:
-            total = steps or self.steps
+            base = steps or self.steps
+            total = base * (1 + effort)
             for step in range(1, total + 1):
                 if cancel is not None and cancel.is_set():
                     raise RuntimeError("cancelled")
                 if self.step_s:
                     time.sleep(self.step_s)
                 preview = Image.new("RGB", (16, 16), (step * 10 % 256, 0, 0)) if step % 2 == 0 else None
-                if progress is not None:
-                    progress(step, total, {"clip": 1.0 / step}, preview)
+                if progress is not None:  # steps past the first `base` are the critic's refinement rounds
+                    progress(step, total, {"clip": 1.0 / step, "round": float((step - 1) // base)}, preview)
             if self.gate is not None:
                 while not self.gate.wait(0.05):
                     if cancel is not None and cancel.is_set():
@@ -129,8 +134,11 @@ class FakeEditor:
                 raise RuntimeError(self.fail)
             self.edits += 1
             shade = hash(tuple(state.values)) % 200
-            return FakeResult(Image.new("RGB", (24, 24), (shade, 255 - shade, 40)),
-                              {"avg_rel": 0.25, "min_rel": 0.2, "per_attribute": {v: 0.25 for v in state.values}})
+            metrics = {"avg_rel": 0.25, "min_rel": 0.2, "per_attribute": {v: 0.25 for v in state.values}}
+            if self.hard is not None:  # a critic that finds `hard` values only when pushed harder
+                metrics["verdicts"] = {v: effort > 0 or v not in self.hard for v in state.values}
+                metrics["critique"] = {"kept_round": 0, "rounds": [{"round": 0, "verdicts": metrics["verdicts"]}]}
+            return FakeResult(Image.new("RGB", (24, 24), (shade, 255 - shade, 40 + 60 * effort)), metrics)
         finally:
             self.active -= 1
 

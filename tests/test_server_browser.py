@@ -391,3 +391,21 @@ def test_a_failed_edit_says_why_and_offers_a_retry(browser, live, sample_faces):
                      f"document.getElementById('retry-edit').dataset.job !== '{first}'")
     assert page.locator("#notices .notice").count() == 0  # said once, beside the image, not as a notice
     page.close()
+
+
+def test_the_critics_verdicts_follow_up_and_try_harder(browser, live, sample_faces):
+    server = live(fake_editing(samples=sample_faces, hard=("smiling",), steps=6, step_s=0.02))
+    page = browser.new_page()
+    start_with_sample(page, server)
+    send(page, "make her smile")  # the fake dialogue tracks "smile"; its critic misses the smile at first
+    wait_until(page, "document.querySelector('#transcript li.follow-up') !== null")
+    assert page.inner_text("#transcript li.follow-up").startswith(
+        "The smile did not come out clearly; press Try harder to push it.")
+    assert page.inner_text("#verdicts li.missing") == "\u2717 smiling"
+    before = page.get_attribute("#current", "src")
+    page.click("#transcript li.follow-up button.try-harder")
+    wait_until(page, "document.querySelector('#verdicts li.found') !== null", timeout=60)
+    assert page.inner_text("#verdicts li.found") == "\u2713 smiling"
+    assert page.locator("#transcript li.follow-up").count() == 0
+    assert page.get_attribute("#current", "src") != before and not images_not_loaded(page, with_source_only=True)
+    page.close()

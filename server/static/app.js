@@ -298,8 +298,47 @@ function renderTranscript() {
       }
       list.appendChild(li);
     }
+    const followUp = followUpItem(turn);
+    if (followUp) list.appendChild(followUp);
   }
   if (viewed) viewed.scrollIntoView({ block: "nearest" }); else list.scrollTop = list.scrollHeight;
+}
+
+function followUpItem(turn) {
+  // What the critic found missing in the turn's finished edit, with a Try harder button while effort is left.
+  const job = turn.job;
+  if (!job || job.status !== "done" || !job.follow_up) return null;
+  const li = document.createElement("li");
+  li.className = "system follow-up";
+  li.dataset.turn = String(turn.index);
+  li.textContent = job.follow_up;
+  if (job.can_try_harder) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "try-harder";
+    button.textContent = "Try harder";
+    button.addEventListener("click", () => tryHarder(job.id, button));
+    li.appendChild(button);
+  }
+  return li;
+}
+
+function renderVerdicts(found) {
+  // A tick or a cross per requested value under the image, from the critic of the edit that made it.
+  const list = $("verdicts");
+  list.replaceChildren();
+  const job = found && found.turn && found.turn.job;
+  const verdicts = job && job.status === "done" && job.image_url === found.url ? job.verdicts : null;
+  list.hidden = !verdicts;
+  if (!verdicts) return;
+  for (const [value, present] of Object.entries(verdicts)) {
+    const li = document.createElement("li");
+    li.className = present === true ? "found" : present === false ? "missing" : "unjudged";
+    li.textContent = `${present === true ? "\u2713" : present === false ? "\u2717" : "?"} ${value}`;
+    li.title = present === true ? "the critic sees it in this edit" : present === false
+      ? "the critic does not see it clearly: Try harder can push it" : "these weights cannot judge this value";
+    list.appendChild(li);
+  }
 }
 
 function renderChips() {
@@ -350,6 +389,7 @@ function renderCurrent() {
   const download = $("download");
   download.hidden = !edited;
   if (edited) download.href = `${found.url}?download=1`;
+  renderVerdicts(found);
   renderJobStatus(turn);
 }
 
@@ -454,7 +494,9 @@ function showProgress(job) {
   $("progress-fill").style.width = `${Math.round(job.progress * 100)}%`;
   $("progress-text").textContent = job.cancel_requested ? "cancelling…"
     : job.status === "queued" ? `waiting for the editor${queueText(job.queue_position)}…`
-    : job.total ? `editing: step ${job.step} of ${job.total}` : "preparing the photo…";
+    : !job.total ? "preparing the photo…"
+    : job.round ? `checking and pushing what fell short (round ${job.round}): step ${job.step} of ${job.total}`
+    : `${job.effort ? "trying harder" : "editing"}: step ${job.step} of ${job.total}`;
   $("cancel-edit").disabled = !!job.cancel_requested;
   $("cancel-edit").dataset.job = job.id;
   const placeholder = document.querySelector(`#gallery li[data-index="${job.turn}"] .placeholder`);
@@ -529,6 +571,16 @@ async function retryEdit() {
     notice(error.message, { kind: "error", scope: "conversation" });
   } finally {
     $("retry-edit").disabled = false;
+  }
+  await refresh();
+}
+
+async function tryHarder(jobId, button) {
+  button.disabled = true;
+  try {
+    await api("POST", `/api/jobs/${jobId}/harder`);
+  } catch (error) {
+    notice(error.message, { kind: "error", scope: "conversation" });
   }
   await refresh();
 }
