@@ -281,7 +281,8 @@ def write_report(out_dir: str | Path, records: Sequence[Any], title: str, summar
         by_reason.setdefault(NOT_MEASURED.get(key, "no values"), []).append(PLOTTED_METRICS[key][0].split(" (")[0])
     if by_reason:
         body.append("<p class=\"muted\">Not measured in this run: " + "; ".join(
-            f"{html.escape(' and '.join(names).capitalize())}: {_inline(reason)}" for reason, names in by_reason.items())
+            f"{html.escape(' and '.join(names).capitalize())}: {_inline(reason)}"
+            for reason, names in by_reason.items())
             + ".</p>")
     body.append("</section>")
     body.append('<section id="dialogues"><h2>Dialogues</h2>')

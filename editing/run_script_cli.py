@@ -21,7 +21,8 @@ def register(subparsers) -> None:
     run.add_argument("--modes", default="multi,single", help="comma-separated modes (default: %(default)s)")
     run.add_argument("--dialogue-model", metavar="DIR", help="dialogue model directory (default: the shipped model)")
     run.add_argument("--samples", metavar="DIR",
-                     help="folder of sample faces that 'sample: NAME' entries name (default: the weight set's samples/)")
+                     help="folder of sample faces that 'sample: NAME' entries name "
+                          "(default: the weight set's samples/)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     add_editing_options(run)
     run.set_defaults(func=run_script_command)
