@@ -24,6 +24,7 @@ import datetime
 import html
 import logging
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -185,6 +186,11 @@ nav a { margin-right: .6em; }
 """
 
 
+def _url(relative: str) -> str:
+    """A relative file path as an attribute value (characters such as '#', '?' or '%' in ids percent-encoded)."""
+    return html.escape(urllib.parse.quote(relative))
+
+
 def _face(root: Path, relative: str | None, alt: str) -> str:
     """An <img> of a face picture (pixelated when smaller than the display size), or a grey 'no image' box."""
     if not relative or not (root / relative).is_file():
@@ -194,14 +200,14 @@ def _face(root: Path, relative: str | None, alt: str) -> str:
     with Image.open(root / relative) as image:
         small = image.width < DISPLAY_PX
     css = "face pixelated" if small else "face"
-    return f'<img class="{css}" src="{html.escape(relative)}" alt="{html.escape(alt)}">'
+    return f'<img class="{css}" src="{_url(relative)}" alt="{html.escape(alt)}">'
 
 
 def _dialogue_html(view: DialogueView, root: Path, sheet: str | None) -> str:
     anchor = "d-" + re.sub(r"[^A-Za-z0-9_-]", "_", view.dialogue_id)
     parts = [f'<article id="{anchor}"><h3>{html.escape(view.dialogue_id)}</h3>']
     if sheet:
-        parts.append(f'<p class="muted"><a href="{html.escape(sheet)}">contact sheet as PNG</a></p>')
+        parts.append(f'<p class="muted"><a href="{_url(sheet)}">contact sheet as PNG</a></p>')
     parts.append('<table class="sheet"><thead><tr><th>turn</th><th>request</th>'
                  + "".join(f"<th>{html.escape(c)}</th>" for c in view.columns) + "</tr></thead><tbody>")
     parts.append(f'<tr><td>0</td><td class="request">original photo</td><td class="edit" colspan="{len(view.columns)}">'
@@ -272,7 +278,7 @@ def write_report(out_dir: str | Path, records: Sequence[Any], title: str, summar
         body.append("<ul>" + "".join(f"<li>{_inline(n)}</li>" for n in notes) + "</ul>")
     body.append("</section>")
     body.append('<section id="by-turn"><h2>By turn</h2><div class="plots">')
-    body += [f'<figure><img src="{html.escape(p.file)}" alt="{html.escape(p.title)}">'
+    body += [f'<figure><img src="{_url(p.file)}" alt="{html.escape(p.title)}">'
              f"<figcaption>{html.escape(p.title)}: mean over the dialogues with a value at each turn.</figcaption>"
              "</figure>" for p in plots]
     body.append("</div>")

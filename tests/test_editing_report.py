@@ -147,6 +147,24 @@ def test_contact_sheet_marks_a_missing_picture(tmp_path):
     assert html.count('<div class="missing">no image</div>') == 1
 
 
+def test_odd_dialogue_ids_still_link_their_pictures(tmp_path):
+    from urllib.parse import unquote
+
+    records, originals = _records(tmp_path, with_judge=False)
+    odd = "d#1 ?%"
+    for record in records:
+        if record.dialogue_id == "d1":
+            record.dialogue_id = odd
+            record.image_file = _image(tmp_path, f"images/{record.mode}/{odd}-t{record.turn}.png", (9, 9, 9))
+    originals = {odd: _image(tmp_path, f"images/original/{odd}.png", (1, 2, 3)), "d2": originals["d2"]}
+    path = write_report(tmp_path, records, "odd", SUMMARY, originals)
+    html = path.read_text(encoding="utf-8")
+    sources = page_sources(path)
+    assert "images/original/d%231%20%3F%25.png" in sources.images and "<h3>d#1 ?%</h3>" in html
+    assert all((tmp_path / unquote(src)).is_file() for src in sources.images + sources.links)
+    assert "report/sheets/d_1___.png" in sources.links  # the PNG sheet gets a safe file name
+
+
 def test_report_without_sheets_says_so(tmp_path):
     records, _ = _records(tmp_path, with_judge=False)
     html = write_report(tmp_path, records, "no images", SUMMARY, sheets=False).read_text(encoding="utf-8")
