@@ -254,7 +254,7 @@ def write_report(out_dir: str | Path, records: Sequence[Any], title: str, summar
     root = Path(out_dir)
     assets = root / ASSETS_DIR
     modes = list(modes) if modes is not None else list(dict.fromkeys(r.mode for r in records))
-    plots, missing = write_plots(records, modes, assets / "plots", root) if records else ([], list(PLOTTED_METRICS))
+    plots, missing = write_plots(records, modes, assets / "plots", root) if records else ([], [])
     views = dialogue_views(records, originals) if sheets else []
     sheet_files: dict[str, str] = {}
     if views:
@@ -282,6 +282,8 @@ def write_report(out_dir: str | Path, records: Sequence[Any], title: str, summar
              f"<figcaption>{html.escape(p.title)}: mean over the dialogues with a value at each turn.</figcaption>"
              "</figure>" for p in plots]
     body.append("</div>")
+    if not records:
+        body.append('<p class="muted">No edits in this run.</p>')
     by_reason: dict[str, list[str]] = {}
     for key in missing:
         by_reason.setdefault(NOT_MEASURED.get(key, "no values"), []).append(PLOTTED_METRICS[key][0].split(" (")[0])

@@ -170,3 +170,8 @@ def test_report_without_sheets_says_so(tmp_path):
     html = write_report(tmp_path, records, "no images", SUMMARY, sheets=False).read_text(encoding="utf-8")
     assert "No contact sheets: this run saved no images." in html
     assert not (tmp_path / "report" / "sheets").exists()
+
+
+def test_a_run_without_edits_still_gets_a_page(tmp_path):
+    html = write_report(tmp_path, [], "nothing ran", SUMMARY, notes=["entry 1 failed: no face"]).read_text("utf-8")
+    assert "No edits in this run." in html and "entry 1 failed: no face" in html and "<img" not in html
