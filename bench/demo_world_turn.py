@@ -1,14 +1,18 @@
-"""Time full chat turns on the demo set: the dialogue model's step plus the edit it triggers.
+"""Time the model work of a chat turn on the demo set: the dialogue model's step plus the edit it triggers.
 
-A short scripted chat (four user turns) on one shipped sample face: each turn runs
+A short scripted chat (four user turns) on one shipped sample face, in this one process: each turn runs
 `DialogueModel.step(history, text)` and then `Editor.edit(inversion, state)` with the demo set's optimiser
-settings (multi-turn mode), as the chat server's worker does. Prints seconds per turn and the median.
+settings (multi-turn mode), the two calls the chat server's worker makes. It runs no server: no HTTP, job
+queue, database or image store, so a turn through `i2edit serve` takes this plus their overhead (see
+bench/server_load.py for the server's own figures). Prints seconds per turn and the median, and writes them
+to `--json` (default results/demo_world_turn.json).
 
-    .venv/bin/python bench/demo_world_turn.py [--threads 1] [--steps N] [--dialogue-model DIR]
+    .venv/bin/python bench/demo_world_turn.py [--threads 1] [--steps N] [--dialogue-model DIR] [--json PATH]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -22,6 +26,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the server uses 1)")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the demo set's)")
     parser.add_argument("--dialogue-model", type=Path, default=None, help="model directory (default: shipped)")
+    parser.add_argument("--json", type=Path, default=Path("results/demo_world_turn.json"), help="where to write the figures")
     args = parser.parse_args()
 
     import torch
@@ -49,6 +54,11 @@ def main() -> None:
         print(f"turn {len(history)}: dialogue {t1 - t0:.2f} s + edit {t2 - t1:.2f} s ({result.steps} steps) = "
               f"{t2 - t0:.2f} s   state: {state.to_text() or '(empty)'}")
     print(f"median turn: {statistics.median(totals):.2f} s  max: {max(totals):.2f} s  threads: {args.threads}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "command": "bench/demo_world_turn.py", "threads": args.threads, "steps": args.steps or editor.settings.steps,
+        "turn_seconds": totals, "median_seconds": statistics.median(totals), "max_seconds": max(totals),
+        "measures": "dialogue step + edit in one process (no server, queue, database or store)"}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
