@@ -1,21 +1,13 @@
-"""`i2edit train-dialogue` and `i2edit eval-dialogue`."""
+"""`i2edit eval-dialogue` (`i2edit train-dialogue` is registered by `data_tools.cli`: it can simulate its
+training dialogues, and `data_tools` depends on `dialogue`, not the other way round)."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-from dialogue.train_config import add_train_arguments, config_from_args
-
 
 def register(subparsers) -> None:
-    train = subparsers.add_parser(
-        "train-dialogue", help="train the T5 belief tracker + responder (multi-task)",
-        description="Train the dialogue model on an I2Edit-format corpus. Several GPUs: "
-                    "torchrun --nproc_per_node N -m dialogue.train --data DIR --out DIR ...")
-    add_train_arguments(train)
-    train.set_defaults(func=_train)
-
     ev = subparsers.add_parser(
         "eval-dialogue", help="joint/slot accuracy, BLEU, Distinct-1/2 on a dialogue file",
         description="Evaluate a dialogue model on an I2Edit-format JSONL file with gold history as context.")
@@ -26,16 +18,8 @@ def register(subparsers) -> None:
     ev.add_argument("--batch-size", type=int, default=64, help="turns per generate call")
     ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     ev.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy CPU)")
+    ev.add_argument("--out", type=Path, default=None, help="also write the JSON object to this file")
     ev.set_defaults(func=_evaluate)
-
-
-def _train(args: argparse.Namespace) -> int:
-    from dialogue.train import train
-
-    summary = train(config_from_args(args))
-    print(f"best validation joint accuracy {summary.best_val_joint_accuracy:.4f} after "
-          f"{summary.epochs_done} epoch(s), {summary.steps} steps; model in {args.out}")
-    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -44,22 +28,35 @@ def _evaluate(args: argparse.Namespace) -> int:
     from dialogue.evaluate import predict_dialogues, summarize, write_predictions
     from dialogue.model import DialogueModel
 
+    import time
+
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     dialogues = read_dialogues(args.data)
     model = DialogueModel.from_pretrained(args.model, device=args.device)
+    started = time.perf_counter()
     results = predict_dialogues(model, dialogues, batch_size=args.batch_size, progress=True)
     summary = summarize(results)
+    summary.update(model=str(args.model or "dialogue/shipped"), data=str(args.data),
+                   seconds=round(time.perf_counter() - started, 1))
     if args.predictions:
         write_predictions(results, args.predictions)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(summary, indent=2) + "\n")
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"{summary['dialogues']} dialogues, {summary['turns']} turns (gold history)")
-        print(f"joint accuracy  {summary['joint_accuracy']:.4f}")
-        print(f"slot accuracy   {summary['slot_accuracy']:.4f}")
-        print(f"BLEU-4          {summary['bleu']:.2f}   [{summary['bleu_scorer']}]")
-        print(f"Distinct-1/2    {summary['distinct_1']:.4f} / {summary['distinct_2']:.4f}")
+        print(f"{summary['dialogues']} dialogues, {summary['turns']} turns (gold history and previous state)")
+        print(f"joint accuracy      {summary['joint_accuracy']:.4f}")
+        print(f"slot accuracy       {summary['slot_accuracy']:.4f}")
+        print(f"spurious changes    {summary['spurious_changes']} ({summary['spurious_change_share']:.2%} of turns)")
+        print(f"false claims        {summary['false_claims']} ({summary['false_claim_share']:.2%} of replies)")
+        print(f"suggestions         {summary['suggestion_share']:.2%} of replies")
+        print(f"BLEU-4              {summary['bleu']:.2f} [{summary['bleu_scorer']}]")
+        print(f"                    {summary['sacrebleu']:.2f} [{summary['sacrebleu_scorer']}]")
+        print(f"Distinct-1/2        {summary['distinct_1_per_dialogue']:.3f} / {summary['distinct_2_per_dialogue']:.3f} "
+              f"per dialogue, {summary['distinct_1_corpus']:.4f} / {summary['distinct_2_corpus']:.4f} over the corpus")
     return 0

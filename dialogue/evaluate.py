@@ -1,4 +1,4 @@
-"""Evaluate a dialogue model on I2Edit-format dialogues with gold history as context."""
+"""Evaluate a dialogue model on I2Edit-format dialogues with gold history (and gold previous state) as input."""
 from __future__ import annotations
 
 import json
@@ -6,24 +6,48 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from dialogue.acts import false_claims
 from dialogue.formats import Prediction
-from dialogue.metrics import BLEU_SCORER, corpus_bleu_4, distinct_n, joint_accuracy, slot_accuracy
+from dialogue.metrics import (
+    BLEU_SCORER, SACREBLEU_SCORER, corpus_bleu_4, distinct_n, distinct_n_per_dialogue, is_spurious, joint_accuracy,
+    sacrebleu_4, slot_accuracy,
+)
 from dialogue.model import DialogueModel
 from dialogue.ontology import BeliefState
+
+DISTINCT_CONVENTION = (
+    "distinct_*_corpus: distinct n-grams / all n-grams over every response of the file; "
+    "distinct_*_per_dialogue: the same over the responses of one dialogue, averaged over dialogues. The paper's "
+    "Distinct-1/2 (0.50 / 0.88 for PPTOD on I2Edit) can only be compared with the per-dialogue figures: over a "
+    "whole corpus of short task replies no model comes near them.")
 
 
 @dataclass(frozen=True)
 class TurnResult:
-    """Gold and predicted outputs of one turn."""
+    """Gold and predicted outputs of one turn (`previous`: the gold state before it)."""
 
     dialogue_id: str
     turn: int
     user: str
+    previous: BeliefState
     gold_state: BeliefState
     gold_response: str
     prediction: Prediction
 
+    @property
+    def false_claims(self) -> set[str]:
+        """Values the reply names that its turn did not change (nor suggests); see `acts.false_claims`."""
+        change = self.prediction.change
+        if change is None:
+            return set()
+        return false_claims(self.prediction.response, change, self.prediction.act)
+
+    @property
+    def spurious(self) -> bool:
+        return is_spurious(self.previous, self.gold_state, self.prediction.state)
+
     def to_json(self) -> dict:
+        act = self.prediction.act
         return {
             "dialogue_id": self.dialogue_id, "turn": self.turn, "user": self.user,
             "gold_belief_state": self.gold_state.to_dict(),
@@ -31,52 +55,80 @@ class TurnResult:
             "pred_belief_span": self.prediction.belief_span,
             "dropped": [f"{d.text} ({d.reason})" for d in self.prediction.dropped],
             "correct": self.gold_state == self.prediction.state,
+            "spurious_change": self.spurious,
+            "pred_act": act.to_text() if act is not None else None,
             "gold_response": self.gold_response, "pred_response": self.prediction.response,
+            "pred_delex": self.prediction.delex,
+            "false_claims": sorted(self.false_claims),
         }
 
 
 def predict_dialogues(model: DialogueModel, dialogues, batch_size: int = 64, progress: bool = False
                       ) -> list[TurnResult]:
-    """Run both tasks on every turn (context = gold history), `batch_size` turns per batched greedy decode."""
+    """Run every task on every turn (gold history and gold previous state), `batch_size` turns per batch."""
     from tqdm import tqdm
 
     items = []
     for dialogue in dialogues:
         history: list[tuple[str, str]] = []
+        previous = BeliefState()
         for index, turn in enumerate(dialogue.turns):
-            items.append((dialogue.dialogue_id, index, turn, list(history)))
+            items.append((dialogue.dialogue_id, index, turn, list(history), previous))
             history.append((turn.user, turn.system))
+            previous = turn.belief_state
     results = []
     with tqdm(total=len(items), desc="turns", unit="turn", disable=not progress) as bar:
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
-            predictions = model.predict([(history, turn.user) for _, _, turn, history in chunk])
-            results.extend(TurnResult(d, i, t.user, t.belief_state, t.system, p)
-                           for (d, i, t, _), p in zip(chunk, predictions))
+            predictions = model.predict([(history, turn.user, previous) for _, _, turn, history, previous in chunk])
+            results.extend(TurnResult(d, i, t.user, prev, t.belief_state, t.system, p)
+                           for (d, i, t, _, prev), p in zip(chunk, predictions))
             bar.update(len(chunk))
     return results
 
 
 def summarize(results: Sequence[TurnResult]) -> dict:
-    """The metrics object `eval-dialogue --json` prints (fractions for accuracies, BLEU 0-100)."""
+    """The metrics object `eval-dialogue --json` prints (fractions for shares and accuracies, BLEU 0-100)."""
     gold = [r.gold_state for r in results]
     pred = [r.prediction.state for r in results]
     hyps = [r.prediction.response for r in results]
+    refs = [r.gold_response for r in results]
+    by_dialogue: dict[str, list[str]] = {}
+    for r in results:
+        by_dialogue.setdefault(r.dialogue_id, []).append(r.prediction.response)
+    turns = len(results)
+    by_turn: dict[int, list[bool]] = {}
+    for r in results:
+        by_turn.setdefault(r.turn, []).append(r.gold_state == r.prediction.state)
+    false_claim_turns = sum(bool(r.false_claims) for r in results)
+    spurious = sum(r.spurious for r in results)
+    suggestions = sum(r.prediction.act is not None and r.prediction.act.policy == "suggest" for r in results)
     return {
         "joint_accuracy": joint_accuracy(gold, pred),
         "slot_accuracy": slot_accuracy(gold, pred),
-        "bleu": corpus_bleu_4([r.gold_response for r in results], hyps),
+        "joint_accuracy_by_turn": [sum(v) / len(v) for _, v in sorted(by_turn.items())],
+        "spurious_changes": spurious,
+        "spurious_change_share": spurious / turns if turns else 0.0,
+        "false_claims": false_claim_turns,
+        "false_claim_share": false_claim_turns / turns if turns else 0.0,
+        "suggestion_share": suggestions / turns if turns else 0.0,
+        "bleu": corpus_bleu_4(refs, hyps),
         "bleu_scorer": BLEU_SCORER,
-        "distinct_1": distinct_n(hyps, 1),
-        "distinct_2": distinct_n(hyps, 2),
-        "turns": len(results),
-        "dialogues": len({r.dialogue_id for r in results}),
+        "sacrebleu": sacrebleu_4(refs, hyps),
+        "sacrebleu_scorer": SACREBLEU_SCORER,
+        "distinct_1_corpus": distinct_n(hyps, 1),
+        "distinct_2_corpus": distinct_n(hyps, 2),
+        "distinct_1_per_dialogue": distinct_n_per_dialogue(list(by_dialogue.values()), 1),
+        "distinct_2_per_dialogue": distinct_n_per_dialogue(list(by_dialogue.values()), 2),
+        "distinct_convention": DISTINCT_CONVENTION,
+        "turns": turns,
+        "dialogues": len(by_dialogue),
         "dropped_values": sum(len(r.prediction.dropped) for r in results),
     }
 
 
 def write_predictions(results: Sequence[TurnResult], path: Path) -> None:
-    """One JSON object a line: ids, user text, gold/predicted state and response, correctness."""
+    """One JSON object a line: ids, user text, gold/predicted state and response, act, checks."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         for r in results:

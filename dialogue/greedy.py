@@ -1,4 +1,5 @@
-"""Greedy decoding of a Hugging Face T5 for inference: the same tokens as `generate`, with less work.
+"""Greedy (and seeded top-p) decoding of a Hugging Face T5 for inference: the same tokens as `generate`, with
+less work.
 
 `greedy_generate(model, input_ids, mask, starts, stop_ids, pad_id, max_new_tokens)` returns what
 `model.generate(..., do_sample=False, num_beams=1)` returns for the same rows (the reference, kept as
@@ -9,6 +10,10 @@ model, 100 rows of about 90 tokens, two threads: 300 ms instead of 400 ms):
   attention is two batched matrix products, not the CPU flash kernel;
 - the decoder keeps its keys and values in preallocated tensors, projects the encoder's keys and values once
   (on the real tokens), and drops finished rows from the batch.
+
+Rows can also be sampled (nucleus / top-p sampling, Holtzman et al. 2020) from a seed of their own: a row's
+tokens then depend only on its seed, its input and `top_p`, not on the other rows of the batch (each row draws
+its uniform numbers from its own generator, and the token is read off the kept probabilities' running sum).
 
 It reads the model's own modules and weights at every call (layer norms and feed-forward blocks are called as
 they are), so a model that is trained between calls is decoded with its current weights. Shapes: B rows,
@@ -75,12 +80,37 @@ def encode(model, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return _pad(encoder.final_layer_norm(x), real)
 
 
+def row_uniforms(seeds: Sequence[int | None], steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uniform numbers [B, steps] in [0, 1), sampled-row mask [B] bool): row i draws from
+    `torch.Generator().manual_seed(seeds[i])`; a None seed is a greedy row (its numbers are unused zeros)."""
+    uniforms = torch.zeros(len(seeds), steps)
+    for i, seed in enumerate(seeds):
+        if seed is not None:
+            uniforms[i] = torch.rand(steps, generator=torch.Generator().manual_seed(int(seed)))
+    return uniforms, torch.tensor([seed is not None for seed in seeds], dtype=torch.bool)
+
+
+def top_p_pick(logits: torch.Tensor, uniforms: torch.Tensor, top_p: float) -> torch.Tensor:
+    """One token per row drawn from the smallest set of most likely tokens whose probability reaches `top_p`:
+    logits [R, V], uniform numbers [R] in [0, 1) -> token ids [R]."""
+    probs = F.softmax(logits.float(), dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    running = sorted_probs.cumsum(dim=-1)
+    keep = (running - sorted_probs) < top_p                                      # the first always stays
+    kept = torch.where(keep, sorted_probs, torch.zeros_like(sorted_probs)).cumsum(dim=-1)  # [R, V]
+    target = uniforms.to(kept.dtype)[:, None] * kept[:, -1:]
+    index = torch.searchsorted(kept, target, right=True).clamp(max=kept.shape[-1] - 1)
+    return order.gather(-1, index).squeeze(-1)
+
+
 @torch.no_grad()
 def decode(model, hidden: torch.Tensor, mask: torch.Tensor, starts: torch.Tensor, stop_ids: Sequence[int],
-           pad_id: int, max_new_tokens: int) -> torch.Tensor:
-    """Greedy tokens [B, 1 + n] from the encoder output `hidden` [B, T, D] (mask [B, T]): each row begins with its
+           pad_id: int, max_new_tokens: int, seeds: Sequence[int | None] | None = None,
+           top_p: float = 0.9) -> torch.Tensor:
+    """Tokens [B, 1 + n] from the encoder output `hidden` [B, T, D] (mask [B, T]): each row begins with its
     `starts` [B] token and is padded with `pad_id` after its first stop token; n is the longest row's count of
-    new tokens (at most `max_new_tokens`), as in `generate`.
+    new tokens (at most `max_new_tokens`), as in `generate`. Rows whose `seeds` entry is None (all rows when
+    `seeds` is None) are greedy; the others are top-p samples from their seed (`top_p_pick`).
 
     Finished rows leave the batch when a quarter of it has finished (copying the caches every step costs more
     than a few idle rows)."""
@@ -102,6 +132,8 @@ def decode(model, hidden: torch.Tensor, mask: torch.Tensor, starts: torch.Tensor
     self_qkv = [_qkv_weight(block.layer[0].SelfAttention) for block in decoder.block]
     scale = model.model_dim ** -0.5 if model.config.scale_decoder_outputs else 1.0
     stops = torch.tensor(sorted(set(stop_ids)), device=device)
+    uniforms, sampled = row_uniforms(seeds if seeds is not None else [None] * batch, max_new_tokens)
+    state["uniforms"], state["sampled"] = uniforms.to(device), sampled.to(device)
 
     out = torch.full((batch, max_new_tokens + 1), pad_id, dtype=torch.long, device=device)
     out[:, 0] = starts
@@ -124,7 +156,11 @@ def decode(model, hidden: torch.Tensor, mask: torch.Tensor, starts: torch.Tensor
             x = x + layer.EncDecAttention.o(context.reshape(len(x), -1))
             x = block.layer[-1](x)
         logits = model.lm_head(decoder.final_layer_norm(x) * scale)              # [R, vocab]
-        tokens = torch.where(going, logits.argmax(dim=-1), pad_id)
+        picked = logits.argmax(dim=-1)
+        if bool(state["sampled"].any()):
+            rows_sampled = state["sampled"]
+            picked[rows_sampled] = top_p_pick(logits[rows_sampled], state["uniforms"][rows_sampled, step], top_p)
+        tokens = torch.where(going, picked, pad_id)
         out[rows, step + 1] = tokens
         steps = step + 1
         going = going & ~torch.isin(tokens, stops)
@@ -139,6 +175,9 @@ def decode(model, hidden: torch.Tensor, mask: torch.Tensor, starts: torch.Tensor
 
 
 def greedy_generate(model, input_ids: torch.Tensor, mask: torch.Tensor, starts: torch.Tensor,
-                    stop_ids: Sequence[int], pad_id: int, max_new_tokens: int) -> torch.Tensor:
-    """`encode` then `decode`: tokens [B, 1 + n] for ids [B, T] with mask [B, T] and start tokens [B]."""
-    return decode(model, encode(model, input_ids, mask), mask, starts, stop_ids, pad_id, max_new_tokens)
+                    stop_ids: Sequence[int], pad_id: int, max_new_tokens: int,
+                    seeds: Sequence[int | None] | None = None, top_p: float = 0.9) -> torch.Tensor:
+    """`encode` then `decode`: tokens [B, 1 + n] for ids [B, T] with mask [B, T] and start tokens [B] (rows with
+    a seed are sampled, see `decode`)."""
+    return decode(model, encode(model, input_ids, mask), mask, starts, stop_ids, pad_id, max_new_tokens,
+                  seeds, top_p)

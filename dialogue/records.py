@@ -6,6 +6,14 @@ A line holds `{"dialogue_id": str, "image": str | null, "turns": [turn, ...], ..
 level). Belief states must use the canonical slot and value names of `dialogue.ontology` and obey its
 exclusive groups.
 
+Three optional turn keys, written by the simulator, train the delexicalised answers (`dialogue.acts`):
+- `update`: `{"add": [...], "remove": [...]}`, what the user asked, when that is more than the state change
+  shows (a removal of a value the state did not hold); applied to the previous turn's state it must give
+  this turn's state;
+- `dialogue_act`: the system's act, e.g. `"edit suggest [bangs]"` (`acts.Act.to_text`);
+- `system_delex`: the reply with placeholders (`"Here [subj] [is] with [added]. How about [value]?"`),
+  of which `system` is one filling.
+
 The validator reads raw bytes, so it never fails on what a file holds (invalid UTF-8, NUL bytes, a
 50 MB line, truncated JSON, wrong types, deep nesting) and reports every problem, not the first.
 """
@@ -18,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
+from dialogue.acts import PLACEHOLDERS, Act, ActError, Update, placeholders
 from dialogue.ontology import EXCLUSIVE_GROUPS, SLOT_OF, SLOTS, VALUE_INDEX, BeliefState
 
 SYSTEM_ACTS: tuple[str, ...] = ("next", "request", "suggest")
@@ -67,12 +76,21 @@ class Turn:
     belief_state: BeliefState
     system: str
     system_act: str | None = None
+    update: Update | None = None       # what the user asked, when more than the state change shows
+    act: Act | None = None             # the system's dialogue act
+    system_delex: str | None = None    # the system reply with placeholders
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"user": self.user, "belief_state": self.belief_state.to_dict()}
+        if self.update is not None:
+            out["update"] = self.update.to_dict()
         if self.system_act is not None:
             out["system_act"] = self.system_act
+        if self.act is not None:
+            out["dialogue_act"] = self.act.to_text()
         out["system"] = self.system
+        if self.system_delex is not None:
+            out["system_delex"] = self.system_delex
         return out
 
 
@@ -162,6 +180,38 @@ def _check_text(turn: dict, key: str, required_nonempty: bool) -> tuple[list[str
     return [], text
 
 
+def _check_annotations(turn: dict, previous: BeliefState | None, state: BeliefState | None
+                       ) -> tuple[list[str], Update | None, Act | None, str | None]:
+    """Reasons the optional `update`, `dialogue_act` and `system_delex` keys are wrong, and their values."""
+    reasons: list[str] = []
+    update = act = delex = None
+    if turn.get("update") is not None:
+        try:
+            update = Update.from_dict(turn["update"])
+        except ActError as exc:
+            reasons.append(str(exc))
+        else:
+            if previous is not None and state is not None and update.apply(previous).state != state:
+                reasons.append(f"'update' {update.to_dict()} applied to the previous turn's state does not give "
+                               "this turn's 'belief_state'")
+    if turn.get("dialogue_act") is not None:
+        if not isinstance(turn["dialogue_act"], str):
+            reasons.append(f"'dialogue_act' must be a string, got {_type_name(turn['dialogue_act'])}")
+        else:
+            try:
+                act = Act.parse(turn["dialogue_act"])
+            except ActError as exc:
+                reasons.append(str(exc))
+    if turn.get("system_delex") is not None:
+        more, delex = _check_text(turn, "system_delex", required_nonempty=False)
+        reasons += more
+        unknown = [p for p in placeholders(delex or "") if p not in PLACEHOLDERS]
+        if unknown:
+            reasons.append(f"unknown placeholder [{unknown[0]}] in 'system_delex' (known: "
+                           f"{', '.join(PLACEHOLDERS)})")
+    return reasons, update, act, delex
+
+
 def check_record(record: Any) -> tuple[list[tuple[int | None, str]], Dialogue | None]:
     """Check one parsed JSON line.
 
@@ -188,9 +238,11 @@ def check_record(record: Any) -> tuple[list[tuple[int | None, str]], Dialogue | 
     elif not turns_data:
         problems.append((None, "'turns' is empty: a dialogue needs at least one turn"))
     else:
+        previous: BeliefState | None = BeliefState()
         for number, turn in enumerate(turns_data, start=1):
             if not isinstance(turn, dict):
                 problems.append((number, f"a turn must be an object, got {_type_name(turn)}"))
+                previous = None
                 continue
             reasons, user = _check_text(turn, "user", required_nonempty=True)
             more, system = _check_text(turn, "system", required_nonempty=False)
@@ -204,9 +256,13 @@ def check_record(record: Any) -> tuple[list[tuple[int | None, str]], Dialogue | 
             act = turn.get("system_act")
             if act is not None and act not in SYSTEM_ACTS:
                 reasons.append(f"unknown system_act {_short(act)} (acts are: {', '.join(SYSTEM_ACTS)}, or null)")
+            more, update, dialogue_act, delex = _check_annotations(turn, previous, state)
+            reasons += more
+            previous = state
             problems.extend((number, r) for r in reasons)
             if not reasons:
-                turns.append(Turn(user=user, belief_state=state, system=system, system_act=act))
+                turns.append(Turn(user=user, belief_state=state, system=system, system_act=act, update=update,
+                                  act=dialogue_act, system_delex=delex))
     if problems:
         return problems, None
     extra = {k: v for k, v in record.items() if k not in ("dialogue_id", "image", "turns")}

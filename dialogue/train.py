@@ -1,5 +1,5 @@
-"""Multi-task training of the dialogue model (paper §5.1): belief tracking and response examples shuffled
-together, validation joint accuracy each epoch, best model kept, resumable, one or several processes.
+"""Multi-task training of the dialogue model (paper §5.1): belief tracking, dialogue act and response examples
+shuffled together, validation joint accuracy each epoch, best model kept, resumable, one or several processes.
 
 Output directory layout:
 - `OUT/` holds the best model so far (loadable with `DialogueModel.from_pretrained(OUT)`),
@@ -8,9 +8,14 @@ Output directory layout:
   from it at the exact batch it stopped at,
 - `OUT/train_log.jsonl` one line per epoch.
 
+Training dialogues come from a `DialogueSource`: a corpus directory (`FileSource`: the same dialogues every
+epoch) or, through `i2edit train-dialogue --simulate N`, N new simulated dialogues each epoch
+(`data_tools.fresh.SimulatedSource`).
+
 Several processes: start with `torchrun --nproc_per_node N -m dialogue.train ...` (or `accelerate launch`, which
-sets the same variables); each process takes every N-th batch and gradients are averaged by
-`DistributedDataParallel` (NCCL on GPUs, gloo on CPU). `batch_size` is the global batch.
+sets the same variables); each process takes every N-th batch of `batch_size` examples and
+`DistributedDataParallel` averages the gradients, so one optimizer step uses N x `batch_size` examples (the
+global batch) and an epoch has 1/N as many steps.
 """
 from __future__ import annotations
 
@@ -20,15 +25,16 @@ import os
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
+import numpy as np
 import torch
 
 from dialogue.deepen import deepen
 from dialogue.formats import (
-    PROMPTS, RESPOND, TRACK, Example, belief_target, clean_utterance, turn_examples,
+    ACT, PROMPTS, REPLY, RESPOND, TRACK, Example, TextFormat, clean_utterance, turn_examples,
 )
 from dialogue.metrics import joint_accuracy
 from dialogue.model import DialogueModel
@@ -39,6 +45,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint"
 STATE_FILE = "state.pt"
 LOG_FILE = "train_log.jsonl"
+SUBSAMPLED_TASKS = (ACT, REPLY, RESPOND)  # `response_ratio` of these are trained on per epoch
 
 
 @dataclass
@@ -83,34 +90,84 @@ def read_split(data_dir: Path, split: str):
     return read_dialogues(path)
 
 
-def corpus_texts(dialogues) -> list[str]:
-    """The distinct strings a corpus feeds the model, marker tokens removed: prompts, utterances and belief
-    spans (what the from-scratch tokenizer is trained on)."""
+class DialogueSource(Protocol):
+    """Where training and validation dialogues come from."""
+
+    def train(self, epoch: int) -> Sequence:
+        """The training dialogues of `epoch` (0-based)."""
+
+    def val(self) -> Sequence:
+        """The validation dialogues."""
+
+
+@dataclass
+class FileSource:
+    """`DATA_DIR/train.jsonl` (its first `train_dialogues`, every epoch) and `val.jsonl` (its first
+    `val_dialogues`)."""
+
+    data_dir: Path
+    train_dialogues: int | None = None
+    val_dialogues: int | None = None
+
+    def __post_init__(self) -> None:
+        self._train = read_split(self.data_dir, "train")[: self.train_dialogues]
+
+    def train(self, epoch: int) -> Sequence:
+        return self._train
+
+    def val(self) -> Sequence:
+        return read_split(self.data_dir, "val")[: self.val_dialogues]
+
+
+def corpus_texts(dialogues, fmt: TextFormat | None = None) -> list[str]:
+    """The distinct strings a corpus feeds the model, marker tokens removed: prompts, utterances, targets and
+    act frames (what the from-scratch tokenizer is trained on)."""
     out = dict.fromkeys(PROMPTS.values())
     for dialogue in dialogues:
         for turn in dialogue.turns:
-            out.update(dict.fromkeys(clean_utterance(text) for text in
-                                     (turn.user, turn.system, belief_target(turn.belief_state))))
+            out.update(dict.fromkeys(clean_utterance(text) for text in (turn.user, turn.system)))
+        for example in turn_examples(dialogue.turns, fmt or TextFormat()):
+            if example.task != TRACK or example.state is not None:
+                out[clean_utterance(example.target)] = None
+            if example.task == REPLY:
+                out[clean_utterance(example.context)] = None
+            if example.state is not None:
+                out[clean_utterance(example.state.to_span())] = None
     return list(out)
 
 
-def corpus_examples(dialogues) -> list[Example]:
-    """Both tasks' examples for every turn (tracking, then response), in corpus order."""
-    return [ex for dialogue in dialogues for ex in turn_examples(dialogue.turns)]
+def corpus_examples(dialogues, fmt: TextFormat) -> list[Example]:
+    """Every task's examples for every turn, in corpus order."""
+    return [ex for dialogue in dialogues for ex in turn_examples(dialogue.turns, fmt)]
 
 
-def tokenize_examples(model: DialogueModel, examples: Sequence[Example]) -> list[tuple[list[int], list[int]]]:
-    """(encoder ids, target ids) of every example."""
-    return [(model.encode(ex.task, ex.context), model.encode_target(ex.target)) for ex in examples]
+def tokenize_examples(model: DialogueModel, examples: Sequence[Example]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(encoder ids, target ids) of every example, as compact integer arrays (a corpus of hundreds of thousands
+    of examples stays small); the tokenizer runs over all contexts and targets in two batched calls."""
+    tok = model.tokenizer
+    contexts = tok([ex.context for ex in examples], add_special_tokens=False)["input_ids"]
+    targets = tok([ex.target for ex in examples], add_special_tokens=False)["input_ids"]
+    out = []
+    limit = model.settings.max_target_length
+    dtype = np.uint16 if len(tok) < 2 ** 16 else np.int32
+    for ex, body, target in zip(examples, contexts, targets):
+        if ex.task == REPLY:
+            source = (model.encode(REPLY, "") + body)[: model.settings.max_source_length]
+        else:
+            source = model.source_ids(ex.task, body, ex.state)
+        if len(target) > limit + 1:
+            target = target[:limit] + target[-1:]
+        out.append((np.asarray(source, dtype=dtype), np.asarray(target, dtype=dtype)))
+    return out
 
 
 def epoch_examples(tasks: Sequence[str], response_ratio: float, seed: int, epoch: int) -> list[int]:
-    """Indices of the examples trained on in `epoch`: every tracking example and `round(response_ratio * R)`
-    of the R response examples, drawn afresh each epoch (fixed by seed and epoch), so that over several
-    epochs the responder still sees all of them while most compute goes to tracking."""
-    responses = [i for i, task in enumerate(tasks) if task == RESPOND]
-    keep = set(random.Random(f"responses:{seed}:{epoch}").sample(responses, round(response_ratio * len(responses))))
-    return [i for i, task in enumerate(tasks) if task != RESPOND or i in keep]
+    """Indices of the examples trained on in `epoch`: every tracking example and `round(response_ratio * R)` of
+    the R act and response examples, drawn afresh each epoch (fixed by seed and epoch), so that over several
+    epochs the policy and the responder still see all of them while most compute goes to tracking."""
+    others = [i for i, task in enumerate(tasks) if task in SUBSAMPLED_TASKS]
+    keep = set(random.Random(f"responses:{seed}:{epoch}").sample(others, round(response_ratio * len(others))))
+    return [i for i, task in enumerate(tasks) if task not in SUBSAMPLED_TASKS or i in keep]
 
 
 def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
@@ -136,8 +193,8 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
 class TokenNoise:
     """Replaces each ordinary word piece of an encoder row's context (after `<sos_context>`; prompts and PPTOD
     markers are kept) with a uniformly drawn ordinary piece, with probability `share`, so that the tracker
-    cannot lean on one cue word of a phrasing. (Meant for wording held out of training; on the default corpus
-    it did not raise validation accuracy: README, *The shipped model*.)"""
+    cannot lean on one cue word of a phrasing. (Meant for wording held out of training; on the wave-1 corpus
+    it did not raise validation accuracy: docs/dialogue.md.)"""
 
     def __init__(self, model: DialogueModel, share: float) -> None:
         if not 0.0 <= share < 1.0:
@@ -149,10 +206,11 @@ class TokenNoise:
         self._is_ordinary = set(self.ordinary)
         self._context_start = tokenizer.convert_tokens_to_ids("<sos_context>")
 
-    def __call__(self, source: list[int], rng) -> list[int]:
+    def __call__(self, source: Sequence[int], rng) -> Sequence[int]:
         """`source` with noise drawn from `rng` (a `random.Random` or the `random` module)."""
         if not self.share:
             return source
+        source = [int(i) for i in source]
         start = source.index(self._context_start) + 1 if self._context_start in source else len(source)
         return source[:start] + [rng.choice(self.ordinary) if i in self._is_ordinary and rng.random() < self.share
                                  else i for i in source[start:]]
@@ -182,25 +240,36 @@ def collate(model: DialogueModel, pairs: Sequence[tuple[list[int], list[int]]]) 
 
 
 def validation_joint_accuracy(model: DialogueModel, dialogues, dist: Distributed, batch_size: int) -> float:
-    """Joint accuracy of the tracker on `dialogues` (gold history), the turns shared among processes."""
+    """Joint accuracy of the tracker on `dialogues` (gold history and gold previous state), the turns shared
+    among processes."""
     turns, golds = [], []
     for dialogue in dialogues:
         history: list[tuple[str, str]] = []
+        previous = None
         for turn in dialogue.turns:
-            turns.append((list(history), turn.user))
+            turns.append((list(history), turn.user, previous))
             golds.append(turn.belief_state)
             history.append((turn.user, turn.system))
+            previous = turn.belief_state
     mine = list(range(dist.rank, len(turns), dist.world))
     preds = []
     for i in range(0, len(mine), batch_size):
         chunk = [turns[j] for j in mine[i:i + batch_size]]
-        preds.extend(p.state for p in model.predict(chunk, tasks=(TRACK,)))
+        preds.extend(p.state for p in model.predict(chunk, track_only=True))
     correct = joint_accuracy([golds[j] for j in mine], preds) * len(mine) if mine else 0.0
     total_correct, total = dist.all_sum([correct, len(mine)])
     return total_correct / max(total, 1)
 
 
-def _prepare_checkpoint(config: TrainConfig, dist: Distributed, train_dialogues) -> Path:
+def text_format_of(config: TrainConfig, start: TextFormat | None) -> TextFormat:
+    """The format to train: the options given, else the --init model's (`start`), else the default."""
+    base = start or TextFormat()
+    chosen = {k: v for k, v in (("tracking", config.tracking), ("responses", config.responses),
+                                ("context_turns", config.context_turns)) if v is not None}
+    return replace(base, **chosen)
+
+
+def _prepare_checkpoint(config: TrainConfig, dist: Distributed, source: DialogueSource) -> Path:
     """Make sure `OUT/checkpoint` holds a model to start from (a new one unless resuming)."""
     ckpt = config.out_dir / CHECKPOINT
     if config.resume:
@@ -218,11 +287,15 @@ def _prepare_checkpoint(config: TrainConfig, dist: Distributed, train_dialogues)
         raise ValueError("--deepen grows the --init model; a --preset model has its preset's depth")
     if dist.main:
         if config.preset is not None:
-            model = DialogueModel.from_preset(config.preset, corpus_texts(train_dialogues), seed=config.seed)
+            fmt = text_format_of(config, None)
+            model = DialogueModel.from_preset(config.preset, corpus_texts(source.train(0), fmt), seed=config.seed,
+                                              text_format=fmt)
         else:
             model = DialogueModel.from_pretrained(config.init, device="cpu")
             if config.deepen != 1:
                 model = DialogueModel(deepen(model.model, config.deepen), model.tokenizer, model.settings)
+            fmt = text_format_of(config, model.text_format)
+            model.settings = replace(model.settings, **asdict(fmt))
         model.save_pretrained(ckpt)
     dist.barrier()
     return ckpt
@@ -256,10 +329,33 @@ class TrainSummary:
     model: DialogueModel
 
 
-def train(config: TrainConfig) -> TrainSummary:
+class _EpochData:
+    """The tokenised examples of one epoch's training dialogues (kept while the source gives the same ones)."""
+
+    def __init__(self, model: DialogueModel, source: DialogueSource) -> None:
+        self.model, self.source = model, source
+        self._dialogues = None
+
+    def load(self, epoch: int) -> None:
+        dialogues = self.source.train(epoch)
+        if dialogues is self._dialogues:
+            return
+        started = time.time()
+        corpus = corpus_examples(dialogues, self.model.text_format)
+        self.tasks = [ex.task for ex in corpus]
+        self.examples = tokenize_examples(self.model, corpus)
+        self.lengths = [len(src) + len(tgt) for src, tgt in self.examples]
+        self.dialogues = len(dialogues)
+        self._dialogues = dialogues
+        log.info("epoch %d: %d examples from %d dialogues, tokenised in %.0f s", epoch + 1, len(corpus),
+                 len(dialogues), time.time() - started)
+
+
+def train(config: TrainConfig, source: DialogueSource | None = None) -> TrainSummary:
     """Run (or resume) training; returns where it stopped, the best validation joint accuracy and the model.
 
-    Raises `FileNotFoundError`/`ValueError` with the fix for bad data, directories or options.
+    `source` gives the dialogues (default: `FileSource` of `config.data_dir`). Raises
+    `FileNotFoundError`/`ValueError` with the fix for bad data, directories or options.
     """
     from torch.nn.parallel import DistributedDataParallel
     from tqdm import tqdm
@@ -281,10 +377,11 @@ def train(config: TrainConfig) -> TrainSummary:
     if not 0.0 <= config.response_ratio <= 1.0:
         raise ValueError(f"--response-ratio must be between 0 and 1, got {config.response_ratio}")
     config.out_dir = Path(config.out_dir)
+    if source is None:
+        source = FileSource(config.data_dir, config.train_dialogues, config.val_dialogues)
 
-    train_dialogues = read_split(config.data_dir, "train")[: config.train_dialogues]
-    val_dialogues = read_split(config.data_dir, "val")[: config.val_dialogues]
-    ckpt = _prepare_checkpoint(config, dist, train_dialogues)
+    val_dialogues = source.val()
+    ckpt = _prepare_checkpoint(config, dist, source)
     model = DialogueModel.from_pretrained(ckpt, device=device)
     state = torch.load(ckpt / STATE_FILE, weights_only=False) if config.resume else None
 
@@ -297,18 +394,16 @@ def train(config: TrainConfig) -> TrainSummary:
     if config.lr is None:
         config.lr = get_preset(config.preset).lr if config.preset else 5e-5
 
-    corpus = corpus_examples(train_dialogues)
-    tasks = [ex.task for ex in corpus]
-    examples = tokenize_examples(model, corpus)
-    lengths = [len(src) + len(tgt) for src, tgt in examples]
+    data = _EpochData(model, source)
 
     def batches_of(epoch: int) -> list[list[int]]:
-        chosen = epoch_examples(tasks, config.response_ratio, config.seed, epoch)
-        return epoch_batches(lengths, config.batch_size, config.seed, epoch, chosen)
+        data.load(epoch)
+        chosen = epoch_examples(data.tasks, config.response_ratio, config.seed, epoch)
+        return epoch_batches(data.lengths, config.batch_size, config.seed, epoch, chosen)
 
     steps_per_epoch = len(batches_of(0)) // dist.world
     if steps_per_epoch == 0:
-        raise ValueError(f"{len(examples)} training examples make no batch of {config.batch_size} per process")
+        raise ValueError(f"{len(data.examples)} training examples make no batch of {config.batch_size} per process")
     total_steps = steps_per_epoch * config.epochs
 
     net = model.model
@@ -339,18 +434,20 @@ def train(config: TrainConfig) -> TrainSummary:
                 "response_ratio": config.response_ratio, "dropout": config.dropout,
                 "token_noise": config.token_noise}
 
-    log.info("%d training examples (%d dialogues, response ratio %g), %d steps per epoch, %d epochs, lr %g, "
-             "dropout %s, token noise %g, %d process(es)", len(examples), len(train_dialogues),
-             config.response_ratio, steps_per_epoch, config.epochs, config.lr, model.model.config.dropout_rate,
-             config.token_noise, dist.world)
+    log.info("%d training examples (%d dialogues, response ratio %g), %d steps of %d x %d examples per epoch, "
+             "%d epochs, lr %g, dropout %s, token noise %g, format %s", len(data.examples), data.dialogues,
+             config.response_ratio, steps_per_epoch, dist.world, config.batch_size, config.epochs, config.lr,
+             model.model.config.dropout_rate, config.token_noise, model.text_format)
     try:
         while epoch < config.epochs and (config.max_steps is None or step < config.max_steps):
             batches = batches_of(epoch)[: steps_per_epoch * dist.world][dist.rank::dist.world]
+            epoch_steps = len(batches)
             started, seen, loss_sum = time.time(), 0, 0.0
-            bar = tqdm(total=steps_per_epoch, initial=position, desc=f"epoch {epoch + 1}/{config.epochs}",
-                       disable=not dist.main, dynamic_ncols=True)
+            bar = tqdm(total=epoch_steps, initial=position, desc=f"epoch {epoch + 1}/{config.epochs}",
+                       disable=not dist.main, dynamic_ncols=True, mininterval=10)
             net.train()
-            while position < steps_per_epoch and (config.max_steps is None or step < config.max_steps):
+            while position < epoch_steps and (config.max_steps is None or step < config.max_steps):
+                examples = data.examples
                 batch = collate(model, [(noise(examples[i][0], random), examples[i][1]) for i in batches[position]])
                 loss = ddp(**batch).loss
                 optimizer.zero_grad(set_to_none=True)
@@ -362,11 +459,11 @@ def train(config: TrainConfig) -> TrainSummary:
                 seen += len(batches[position - 1])
                 loss_sum += loss.item()
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
                 if step % config.save_every == 0:
                     _save_checkpoint(model, ckpt, snapshot(), dist)
             bar.close()
-            if position < steps_per_epoch:  # stopped by max_steps inside the epoch
+            if position < epoch_steps:  # stopped by max_steps inside the epoch
                 break
             net.eval()
             score = validation_joint_accuracy(model, val_dialogues, dist, config.eval_batch_size)
@@ -394,7 +491,8 @@ def train(config: TrainConfig) -> TrainSummary:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point for `torchrun -m dialogue.train` (same options as `i2edit train-dialogue`)."""
+    """Entry point for `torchrun -m dialogue.train` (the options of `i2edit train-dialogue` but --simulate: the
+    training dialogues come from --data)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m dialogue.train", description=__doc__.splitlines()[0])

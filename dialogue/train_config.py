@@ -19,7 +19,7 @@ class TrainConfig:
     init: Path | None = None          # an HF T5 / PPTOD / project-trained directory to fine-tune
     preset: str | None = None         # or a from-scratch preset name (dialogue.presets)
     epochs: int = 10
-    batch_size: int = 64              # global batch (all processes together)
+    batch_size: int = 64              # per process: the global batch is batch_size x processes
     lr: float | None = None           # None: 5e-5 with --init (the paper's), the preset's own with --preset
     resume: bool = False
     seed: int = 0
@@ -29,23 +29,30 @@ class TrainConfig:
     max_steps: int | None = None      # stop after this many optimizer steps in total (tests, smoke runs)
     eval_batch_size: int = 128
     warmup_ratio: float = 0.02
-    response_ratio: float = 1.0       # share of the response examples trained on per epoch (all tracking ones)
+    response_ratio: float = 1.0       # share of the act and response examples trained on per epoch (all tracking)
     threads: int | None = None        # torch CPU threads per process
     dropout: float | None = None      # set the model's dropout rate for this training (None: keep the model's)
     token_noise: float = 0.0          # share of context word pieces replaced by random ones in each batch
     deepen: int = 1                   # with `init`: that many blocks per block of it (dialogue.deepen)
+    tracking: str | None = None       # "history" or "update" (None: the --init model's, else "update")
+    responses: str | None = None      # "literal" or "delexicalised" (None: the --init model's, else delexicalised)
+    context_turns: int | None = None  # earlier exchanges the update format reads (None: the --init model's, else 1)
+    simulate: int | None = None       # fresh simulated training dialogues per epoch (set by `i2edit train-dialogue`)
 
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+def add_train_arguments(parser: argparse.ArgumentParser, data_required: bool = True) -> None:
     """The training options (shared by `i2edit train-dialogue` and `python -m dialogue.train`)."""
-    parser.add_argument("--data", type=Path, required=True, help="corpus directory with train.jsonl and val.jsonl")
+    parser.add_argument("--data", type=Path, required=data_required,
+                        help="corpus directory with train.jsonl and val.jsonl")
     parser.add_argument("--out", type=Path, required=True,
                         help="output directory: best model, checkpoint/ for --resume, train_log.jsonl")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--init", type=Path, help="fine-tune this HF T5 / PPTOD / trained model directory")
     start.add_argument("--preset", help="train from scratch with this preset (scratch, tiny)")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=64, help="global batch size (default 64)")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="examples per optimizer step in each process (default 64); with N processes "
+                             "(torchrun) the global batch is N times this")
     parser.add_argument("--lr", type=float, default=None,
                         help="AdamW learning rate (default 5e-5 with --init, the preset's own with --preset)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
@@ -58,8 +65,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke runs)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     parser.add_argument("--response-ratio", type=float, default=1.0,
-                        help="share of the response examples trained on each epoch, drawn afresh per epoch "
-                             "(every tracking example is always used; default 1: all)")
+                        help="share of the dialogue act and response examples trained on each epoch, drawn "
+                             "afresh per epoch (every tracking example is always used; default 1: all)")
     parser.add_argument("--dropout", type=float, default=None,
                         help="dropout rate while training (default: the model's own; the scratch preset has 0)")
     parser.add_argument("--token-noise", type=float, default=0.0,
@@ -68,6 +75,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start from an --init model with N times its layers: each block followed by N-1 "
                              "copies that start as the identity, so the start computes what --init did "
                              "(default 1: as it is)")
+    parser.add_argument("--tracking", choices=("history", "update"), default=None,
+                        help="update: read the previous state and the last exchanges, write the update "
+                             "([add] ... [remove] ...); history: read the whole history, write the whole state "
+                             "(default: the --init model's format, else update)")
+    parser.add_argument("--responses", choices=("literal", "delexicalised"), default=None,
+                        help="delexicalised: dialogue act + reply with placeholders filled from the change; "
+                             "literal: the reply from the context (default: the --init model's, else "
+                             "delexicalised)")
+    parser.add_argument("--context-turns", type=int, default=None, metavar="N",
+                        help="earlier exchanges the update format reads (0: all; default: the --init model's, "
+                             "else 1)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -76,5 +94,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         batch_size=args.batch_size, lr=args.lr, resume=args.resume, seed=args.seed,
         train_dialogues=args.train_dialogues, val_dialogues=args.val_dialogues, save_every=args.save_every,
         max_steps=args.max_steps, threads=args.threads, response_ratio=args.response_ratio,
-        dropout=args.dropout, token_noise=args.token_noise, deepen=args.deepen,
+        dropout=args.dropout, token_noise=args.token_noise, deepen=args.deepen, tracking=args.tracking,
+        responses=args.responses, context_turns=args.context_turns, simulate=getattr(args, "simulate", None),
     )

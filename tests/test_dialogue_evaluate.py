@@ -7,15 +7,22 @@ from pathlib import Path
 import pytest
 import torch
 
+from dialogue.acts import Act, Update
+from dialogue.formats import Prediction
 from dialogue.records import read_dialogues
-from dialogue.evaluate import predict_dialogues, summarize
+from dialogue.evaluate import TurnResult, predict_dialogues, summarize
 from dialogue.model import DialogueModel, default_model_dir
 from dialogue.ontology import BeliefState
+
+S = BeliefState.of
 from dialogue.train import corpus_texts
 from server.cli import main as i2edit
 from tests.dialogue_fixtures import write_corpus
 
-KEYS = {"joint_accuracy", "slot_accuracy", "bleu", "bleu_scorer", "distinct_1", "distinct_2", "turns", "dialogues"}
+KEYS = {"joint_accuracy", "slot_accuracy", "joint_accuracy_by_turn", "spurious_changes", "spurious_change_share",
+        "false_claims", "false_claim_share", "suggestion_share", "bleu", "bleu_scorer", "sacrebleu", "sacrebleu_scorer",
+        "distinct_1_corpus", "distinct_2_corpus", "distinct_1_per_dialogue", "distinct_2_per_dialogue",
+        "distinct_convention", "turns", "dialogues", "model", "data", "seconds"}
 HANDWRITTEN = Path(__file__).parent / "data" / "dialogue" / "handwritten.jsonl"
 
 
@@ -35,15 +42,18 @@ def test_eval_cli_prints_the_metrics_object_and_writes_predictions(setup, tmp_pa
     corpus, model_dir = setup
     out = tmp_path / "pred.jsonl"
     assert i2edit(["eval-dialogue", "--data", str(corpus / "test.jsonl"), "--model", str(model_dir),
-                   "--json", "--predictions", str(out)]) == 0
+                   "--json", "--predictions", str(out), "--out", str(tmp_path / "results" / "eval.json")]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert KEYS <= set(summary)
+    assert json.loads((tmp_path / "results" / "eval.json").read_text()) == summary
     dialogues = read_dialogues(corpus / "test.jsonl")
     assert summary["dialogues"] == len(dialogues)
     assert summary["turns"] == sum(len(d.turns) for d in dialogues)
-    for key in ("joint_accuracy", "slot_accuracy", "distinct_1", "distinct_2"):
+    for key in ("joint_accuracy", "slot_accuracy", "distinct_1_corpus", "distinct_2_per_dialogue",
+                "spurious_change_share", "false_claim_share", "suggestion_share"):
         assert 0.0 <= summary[key] <= 1.0
     assert 0.0 <= summary["bleu"] <= 100.0 and "Treebank" in summary["bleu_scorer"]
+    assert 0.0 <= summary["sacrebleu"] <= 100.0 and "per-dialogue" in summary["distinct_convention"]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == summary["turns"]
     first = dialogues[0].turns[0]
@@ -51,18 +61,38 @@ def test_eval_cli_prints_the_metrics_object_and_writes_predictions(setup, tmp_pa
     assert rows[0]["gold_response"] == first.system and "pred_belief_state" in rows[0]
 
 
-def test_evaluation_uses_gold_history(setup, monkeypatch):
+def test_evaluation_uses_gold_history_and_gold_previous_state(setup, monkeypatch):
     corpus, model_dir = setup
     model = DialogueModel.from_pretrained(model_dir, device="cpu")
     seen = []
-    monkeypatch.setattr(model, "predict", lambda turns, tasks=None: seen.extend(turns) or [
-        type("P", (), {"state": BeliefState(), "response": "", "dropped": [], "belief_span": ""})()
-        for _ in turns])
+    monkeypatch.setattr(model, "predict", lambda turns: seen.extend(turns) or [
+        Prediction(BeliefState(), "", [], "") for _ in turns])
     dialogue = read_dialogues(corpus / "test.jsonl")[0]
     results = predict_dialogues(model, [dialogue], batch_size=2)
-    assert [len(h) for h, _ in seen] == list(range(len(dialogue.turns)))
+    assert [len(h) for h, _, _ in seen] == list(range(len(dialogue.turns)))
     assert seen[-1][0] == [(t.user, t.system) for t in dialogue.turns[:-1]]
+    assert [s for _, _, s in seen] == [BeliefState()] + [t.belief_state for t in dialogue.turns[:-1]]
     assert summarize(results)["turns"] == len(dialogue.turns)
+
+
+def test_false_claims_spurious_changes_and_suggestions_are_counted():
+    def result(turn, previous, gold, pred, response, act, update):
+        change = update.apply(previous)
+        assert change.state == pred
+        return TurnResult("d1", turn, "u", previous, gold, "gold reply", Prediction(pred, "", [], response, act, "",
+                                                                                     change))
+    results = [
+        result(0, S(), S("smiling"), S("smiling"), "Here she is with a smile. How about bangs?",
+               Act("edit", "suggest", value="bangs"), Update(add=("smiling",))),
+        result(1, S("smiling"), S("smiling", "lipstick"), S("lipstick"), "Okay, I got rid of the smile.",
+               Act(), Update(add=("lipstick",), remove=("smiling",))),  # smiling removed: spurious, not a claim
+        result(2, S("lipstick"), S(), S("lipstick"), "Okay, I got rid of the lipstick.", Act(), Update()),
+    ]
+    summary = summarize(results)
+    assert summary["false_claims"] == 1 and summary["spurious_changes"] == 1
+    assert summary["suggestion_share"] == pytest.approx(1 / 3)
+    assert summary["joint_accuracy"] == pytest.approx(1 / 3) and summary["joint_accuracy_by_turn"] == [1.0, 0.0, 0.0]
+    assert results[2].false_claims == {"lipstick"} and results[1].spurious
 
 
 def test_eval_cli_names_a_missing_model_file(setup, tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""dialogue.greedy against Hugging Face's `generate` (the reference): the same tokens for the same rows."""
+"""dialogue.greedy against Hugging Face's `generate` (the reference): the same tokens for the same rows; seeded
+top-p rows that depend on their seed only."""
 from __future__ import annotations
 
 import json
@@ -103,18 +104,53 @@ def test_encoder_output_matches_on_real_tokens():
     assert torch.count_nonzero(got[~real]) == 0
 
 
+def test_top_p_keeps_the_smallest_likely_set():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    draws = torch.linspace(0, 0.999, 200)
+    picked = {int(greedy.top_p_pick(logits, u[None], 0.75)) for u in draws}
+    assert picked == {0, 1}  # 0.5 + 0.3 reach 0.75: the tail never comes
+    assert {int(greedy.top_p_pick(logits, u[None], 1e-6)) for u in draws} == {0}  # tiny p: the argmax
+    assert {int(greedy.top_p_pick(logits, u[None], 1.0)) for u in draws} == {0, 1, 2, 3}
+    counts = torch.bincount(torch.cat([greedy.top_p_pick(logits, u[None], 0.75) for u in draws]), minlength=4)
+    assert abs(counts[0] / counts[:2].sum() - 0.5 / 0.8) < 0.05  # in proportion to the kept probabilities
+
+
+def test_a_sampled_row_depends_on_its_seed_only():
+    model = _t5(11, initializer_factor=1.0)  # a flat distribution: samples differ from the argmax
+    ids, mask, starts = _rows(11, 8)
+    seeds = [3, None, 4, None, 3, 9, None, 5]
+    both = greedy.greedy_generate(model, ids, mask, starts, [], 0, 12, seeds, top_p=1.0)
+    greedy_rows = greedy.greedy_generate(model, ids, mask, starts, [], 0, 12)
+    for row, seed in enumerate(seeds):
+        alone = greedy.greedy_generate(model, ids[row:row + 1], mask[row:row + 1], starts[row:row + 1], [], 0, 12,
+                                       [seed], top_p=1.0)
+        width = alone.shape[1]
+        assert torch.equal(both[row, :width], alone[0]), row  # batch company changes nothing
+        if seed is None:
+            assert torch.equal(both[row], greedy_rows[row])
+    other = greedy.greedy_generate(model, ids, mask, starts, [], 0, 12, [s and s + 100 for s in seeds], top_p=1.0)
+    assert not torch.equal(other, both)  # other seeds, other samples
+    assert not torch.equal(both, greedy_rows)
+
+
 def test_shipped_model_predicts_the_same_with_both_impls():
-    """The trained model on hand-written dialogues (gold history as context): identical spans and responses."""
+    """The trained model on hand-written dialogues (gold history and state), every task greedy: identical
+    spans and responses."""
+    from dataclasses import replace
     from pathlib import Path
+
+    from dialogue.ontology import BeliefState
 
     path = Path(__file__).parent / "data" / "dialogue" / "handwritten.jsonl"
     turns = []
     for line in path.read_text(encoding="utf-8").splitlines()[:12]:
-        history = []
+        history, state = [], BeliefState()
         for turn in json.loads(line)["turns"]:
-            turns.append((list(history), turn["user"]))
+            turns.append((list(history), turn["user"], state))
             history.append((turn["user"], turn["system"]))
+            state = BeliefState.from_dict(turn["belief_state"])
     fast = DialogueModel.from_pretrained(device="cpu")
+    fast.settings = replace(fast.settings, top_p=0.0)
     reference = DialogueModel(fast.model, fast.tokenizer, fast.settings, impl="reference")
     assert len(turns) > 30
     assert fast.predict(turns) == reference.predict(turns)

@@ -5,7 +5,10 @@ import math
 
 import pytest
 
-from dialogue.metrics import bleu_tokens, corpus_bleu_4, distinct_n, joint_accuracy, slot_accuracy
+from dialogue.metrics import (
+    bleu_tokens, corpus_bleu_4, distinct_n, distinct_n_per_dialogue, is_spurious, joint_accuracy, sacrebleu_4,
+    slot_accuracy,
+)
 from dialogue.ontology import BeliefState
 
 S = BeliefState.of
@@ -66,3 +69,27 @@ def test_distinct_n_is_corpus_level_unique_over_total():
     # bigrams: (done what), (what else), (done what), (what next) -> 3 unique / 4
     assert distinct_n(responses, 2) == pytest.approx(3 / 4)
     assert distinct_n(["single"], 2) == 0.0
+
+
+def test_distinct_per_dialogue_averages_over_dialogues():
+    dialogues = [["done what else", "done what next"], ["a b", "c d"]]
+    # dialogue 1: 4 unique / 6 unigrams; dialogue 2: 4 / 4
+    assert distinct_n_per_dialogue(dialogues, 1) == pytest.approx((4 / 6 + 1.0) / 2)
+    assert distinct_n_per_dialogue(dialogues, 2) == pytest.approx((3 / 4 + 1.0) / 2)
+    assert distinct_n_per_dialogue([["single"]], 2) == 0.0  # no bigram anywhere
+    # per dialogue is never below the corpus figure on the same replies
+    assert distinct_n_per_dialogue(dialogues, 1) >= distinct_n([r for d in dialogues for r in d], 1)
+
+
+def test_sacrebleu_is_lowercased_and_in_0_100():
+    refs = ["Done. What else would you like to change?", "Here you go! Shall I add some lipstick?"]
+    assert sacrebleu_4(refs, [r.upper() for r in refs]) == pytest.approx(100.0)
+    assert 0.0 < sacrebleu_4(refs, ["Done. What else do you want?", "Here you go."]) < 100.0
+
+
+def test_a_spurious_change_touches_a_slot_the_gold_state_left_alone():
+    previous = S("smiling", "lipstick")
+    assert not is_spurious(previous, S("smiling", "lipstick", "bangs"), S("smiling", "lipstick", "bangs"))
+    assert not is_spurious(previous, S("sad", "lipstick"), S("angry", "lipstick"))  # wrong value, right slot
+    assert is_spurious(previous, S("smiling", "lipstick", "bangs"), S("lipstick", "bangs"))
+    assert is_spurious(previous, previous, S("smiling", "lipstick", "goatee"))

@@ -198,3 +198,31 @@ def test_validate_command_exit_codes_and_output(tmp_path, capsys):
     assert f"{bad}:1: dialogue bad-1 turn 2: empty 'user' text" in out
     assert f"{bad}:2: not UTF-8 text (bad byte at column 1)" in out
     assert f"{bad}: 2 problem(s)" in out
+
+
+def test_the_optional_act_update_and_delexicalised_reply_round_trip_and_are_checked(tmp_path):
+    from dialogue.acts import Act, Update
+
+    record = good_record()
+    record["turns"][1].update({"dialogue_act": "edit request [makeup]",
+                               "system_delex": "This is it. Do you want to manipulate the [slot]?"})
+    record["turns"].append({"user": "remove the goatee", "belief_state": record["turns"][1]["belief_state"],
+                            "update": {"remove": ["goatee"]}, "dialogue_act": "edit next",
+                            "system": "I never added a goatee.", "system_delex": "I never added [missing]."})
+    path = tmp_path / "acts.jsonl"
+    write_lines(path, [json.dumps(record)])
+    dialogue = read_dialogues(path)[0]
+    assert dialogue.turns[1].act == Act("edit", "request", slot="makeup")
+    assert dialogue.turns[2].update == Update(remove=("goatee",)) and dialogue.turns[0].update is None
+    write_dialogues(tmp_path / "again.jsonl", [dialogue])
+    assert read_dialogues(tmp_path / "again.jsonl") == [dialogue]
+
+    bad = json.loads(json.dumps(record))
+    bad["turns"][2]["update"] = {"add": ["bangs"]}  # would add bangs, but the state lacks them
+    bad["turns"][1]["dialogue_act"] = "edit suggest [wings]"
+    bad["turns"][0]["system_delex"] = "Hello [name]."
+    bad["turns"][0]["update"] = {"add": ["wings"]}
+    write_lines(path, [json.dumps(bad)])
+    found = "\n".join(reasons(path))
+    assert "does not give this turn's 'belief_state'" in found and "unknown value 'wings'" in found
+    assert "unknown placeholder [name]" in found and "unknown value 'wings' in 'update.add'" in found

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from dialogue.model import DialogueModel
-from dialogue.formats import RESPOND, TRACK
+from dialogue.formats import ACT, REPLY, RESPOND, TRACK, TextFormat, WAVE1_FORMAT
 from dialogue.train import (
-    CHECKPOINT, LOG_FILE, STATE_FILE, TokenNoise, TrainConfig, collate, corpus_examples, corpus_texts,
+    CHECKPOINT, LOG_FILE, STATE_FILE, FileSource, TokenNoise, TrainConfig, collate, corpus_examples, corpus_texts,
     epoch_batches, epoch_examples, read_split, set_dropout, tokenize_examples, train,
 )
+from dialogue.ontology import BeliefState
 from tests.dialogue_fixtures import write_corpus
 
 
@@ -35,7 +36,7 @@ def _config(corpus: Path, out: Path, **overrides) -> TrainConfig:
 def test_tiny_model_loss_falls(corpus):
     dialogues = read_split(corpus, "train")
     model = DialogueModel.from_preset("tiny", corpus_texts(dialogues))
-    batch = collate(model, tokenize_examples(model, corpus_examples(dialogues)[:16]))
+    batch = collate(model, tokenize_examples(model, corpus_examples(dialogues, TextFormat())[:16]))
     optimizer = torch.optim.AdamW(model.model.parameters(), lr=3e-3)
     model.model.train()
     losses = []
@@ -51,12 +52,12 @@ def test_tiny_model_loss_falls(corpus):
 def test_collate_shifts_targets_and_masks_padding(corpus):
     dialogues = read_split(corpus, "train")
     model = DialogueModel.from_preset("tiny", corpus_texts(dialogues))
-    pairs = tokenize_examples(model, corpus_examples(dialogues)[:2])
+    pairs = tokenize_examples(model, corpus_examples(dialogues, WAVE1_FORMAT)[:2])
     batch = collate(model, pairs)
     for row, (_, target) in enumerate(pairs):
         n = len(target) - 1
-        assert batch["decoder_input_ids"][row, :n].tolist() == target[:-1]
-        assert batch["labels"][row, :n].tolist() == target[1:]
+        assert batch["decoder_input_ids"][row, :n].tolist() == target[:-1].tolist()
+        assert batch["labels"][row, :n].tolist() == target[1:].tolist()
         assert (batch["labels"][row, n:] == -100).all()
 
 
@@ -70,7 +71,7 @@ def test_batches_are_a_permutation_fixed_by_seed_and_epoch():
     assert sorted(i for b in some for i in b) == [0, 2, 5, 8]
 
 
-def test_response_ratio_keeps_all_tracking_and_redraws_responses_each_epoch():
+def test_response_ratio_keeps_all_tracking_and_redraws_acts_and_responses_each_epoch():
     tasks = [TRACK, RESPOND] * 40
     quarter = [epoch_examples(tasks, 0.25, seed=0, epoch=e) for e in range(3)]
     for chosen in quarter:
@@ -79,6 +80,9 @@ def test_response_ratio_keeps_all_tracking_and_redraws_responses_each_epoch():
     assert quarter[0] != quarter[1] and quarter[0] == epoch_examples(tasks, 0.25, seed=0, epoch=0)
     assert epoch_examples(tasks, 1.0, seed=0, epoch=0) == list(range(80))
     assert epoch_examples(tasks, 0.0, seed=0, epoch=0) == list(range(0, 80, 2))
+    three = [TRACK, ACT, REPLY] * 20
+    chosen = epoch_examples(three, 0.5, seed=0, epoch=0)
+    assert sum(three[i] == TRACK for i in chosen) == 20 and sum(three[i] != TRACK for i in chosen) == 20
 
 
 def test_token_noise_replaces_only_context_word_pieces(corpus):
@@ -86,7 +90,7 @@ def test_token_noise_replaces_only_context_word_pieces(corpus):
 
     dialogues = read_split(corpus, "train")
     model = DialogueModel.from_preset("tiny", corpus_texts(dialogues))
-    sources = [src for src, _ in tokenize_examples(model, corpus_examples(dialogues))]
+    sources = [list(src) for src, _ in tokenize_examples(model, corpus_examples(dialogues, TextFormat()))]
     noise = TokenNoise(model, 0.3)
     noisy = [noise(src, random.Random(i)) for i, src in enumerate(sources)]
     assert noisy == [noise(src, random.Random(i)) for i, src in enumerate(sources)]  # fixed by the rng
@@ -171,20 +175,28 @@ def test_deepen_starts_from_a_deeper_copy_of_the_init_model(corpus, tmp_path):
     deep = DialogueModel.from_pretrained(tmp_path / "deep" / CHECKPOINT, device="cpu")
     assert (deep.model.config.num_layers, deep.model.config.num_decoder_layers) == (3, 3)
     history = [("add lipstick", "Done. What else?")]
-    assert deep.step(history, "make it smiling") == start.step(history, "make it smiling")
+    state = BeliefState.of("lipstick")
+    assert deep.step(history, "make it smiling", state) == start.step(history, "make it smiling", state)
 
 
 _DDP_RANK = """
 import os, sys, torch
 from pathlib import Path
-from dialogue.train import train
+from dialogue import train as training
 from dialogue.train_config import TrainConfig
 torch.set_num_threads(1)
 corpus, out = Path(sys.argv[1]), Path(sys.argv[2])
-summary = train(TrainConfig(data_dir=corpus, out_dir=out, preset="tiny", epochs=1, batch_size=8, save_every=2))
+sizes = []  # examples per optimizer step in this process
+real_collate = training.collate
+training.collate = lambda model, pairs: sizes.append(len(pairs)) or real_collate(model, pairs)
+summary = training.train(TrainConfig(data_dir=corpus, out_dir=out, preset="tiny", epochs=1, batch_size=8,
+                                     save_every=2))
+total = torch.tensor([float(sum(sizes)), float(len(sizes))])
+torch.distributed.all_reduce(total)
 torch.distributed.destroy_process_group()
 weights = torch.cat([p.detach().flatten() for p in summary.model.model.parameters()])
 torch.save(weights, out / f"weights-{os.environ['RANK']}.pt")
+torch.save({"steps": summary.steps, "sizes": sizes, "examples": total[0].item()}, out / f"batches-{os.environ['RANK']}.pt")
 """
 
 
@@ -214,3 +226,23 @@ def test_ddp_path_with_two_gloo_processes(corpus, tmp_path):
     assert torch.equal(w0, w1)  # each rank trained on different batches: DDP kept the replicas in sync
     fresh = DialogueModel.from_preset("tiny", corpus_texts(read_split(corpus, "train")))
     assert not torch.equal(w0, torch.cat([p.detach().flatten() for p in fresh.model.parameters()]))
+    # --batch-size is per process: each optimizer step of the two processes together used 2 x 8 examples
+    # (the last, shorter batch of a length bucket aside), and an epoch took half as many steps as one process
+    b0, b1 = (torch.load(out / f"batches-{r}.pt") for r in (0, 1))
+    assert b0["steps"] == b1["steps"] == len(b0["sizes"]) == len(b1["sizes"]) == state["step"]
+    assert max(b0["sizes"] + b1["sizes"]) == 8
+    global_batches = [a + b for a, b in zip(b0["sizes"], b1["sizes"])]
+    assert sum(size == 16 for size in global_batches) >= len(global_batches) - 2
+    examples = len(corpus_examples(read_split(corpus, "train"), TextFormat()))
+    assert state["step"] == len(epoch_batches([1] * examples, 8, 0, 0)) // 2
+
+
+def test_the_wave1_format_still_trains_and_an_init_model_keeps_its_format(corpus, tmp_path):
+    train(_config(corpus, tmp_path / "w1", tracking="history", responses="literal", max_steps=2))
+    wave1 = DialogueModel.from_pretrained(tmp_path / "w1" / CHECKPOINT, device="cpu")
+    assert (wave1.text_format.tracking, wave1.text_format.responses) == ("history", "literal")
+    train(_config(corpus, tmp_path / "again", preset=None, init=tmp_path / "w1" / CHECKPOINT, max_steps=0))
+    again = DialogueModel.from_pretrained(tmp_path / "again" / CHECKPOINT, device="cpu")
+    assert again.text_format == wave1.text_format
+    state, reply = wave1.step([("add bangs", "Done.")], "and a smile", BeliefState.of("bangs"))
+    assert isinstance(state, BeliefState) and isinstance(reply, str)
