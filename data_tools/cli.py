@@ -1,4 +1,5 @@
-"""`i2edit data build|validate|stats`: simulate, check and describe I2Edit-format corpora."""
+"""`i2edit data build|validate|stats`: simulate, check and describe I2Edit-format corpora; and
+`i2edit train-dialogue`, which can train on freshly simulated dialogues (`--simulate N`)."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.add_argument("files", nargs="+", metavar="FILE")
     stats.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     stats.set_defaults(func=_stats)
+
+    from dialogue.train_config import add_train_arguments
+
+    train = subparsers.add_parser(
+        "train-dialogue", help="train the T5 belief tracker, policy and responder (multi-task)",
+        description="Train the dialogue model on an I2Edit-format corpus (--data) or on new simulated dialogues "
+                    "every epoch (--simulate N). Several GPUs: torchrun --nproc_per_node N -m dialogue.train "
+                    "--data DIR --out DIR ...")
+    add_train_arguments(train, data_required=False)
+    train.add_argument("--simulate", type=int, default=None, metavar="N",
+                       help="train on N new simulated dialogues each epoch (train-split wording), validated on the "
+                            "simulated validation split of the same --seed (or --data DIR's val.jsonl when given)")
+    train.set_defaults(func=_train)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -68,4 +82,21 @@ def _stats(args: argparse.Namespace) -> int:
     dialogues = [d for name in args.files for d in read_dialogues(name)]
     stats = corpus_stats(dialogues)
     print(json.dumps(stats, indent=2) if args.json else format_table(stats))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from dialogue.train import train
+    from dialogue.train_config import config_from_args
+
+    source = None
+    if args.simulate is not None:
+        from .fresh import SimulatedSource
+
+        source = SimulatedSource(args.simulate, seed=args.seed, val_dialogues=args.val_dialogues, val_dir=args.data)
+    elif args.data is None:
+        raise ValueError("give --data DIR (a corpus with train.jsonl and val.jsonl) or --simulate N")
+    summary = train(config_from_args(args), source)
+    print(f"best validation joint accuracy {summary.best_val_joint_accuracy:.4f} after "
+          f"{summary.epochs_done} epoch(s), {summary.steps} steps; model in {args.out}")
     return 0

@@ -41,10 +41,13 @@ HOLDOUT_SHARE = 0.25
 MIN_HOLDOUT_LIST = 4
 TRAIN = "train"
 # User frame lists whose own words never decide the belief state (the value phrase inside them does, or they
-# carry no request); their held-out share is chosen by hash alone. In every other user list (accepts,
+# carry no request the ontology has: thanks, questions, what it lacks); their held-out share is chosen by hash
+# alone. In every other user list (accepts,
 # declines, removals, changes, ...) the words matter, so held-out phrasings keep their words in train.
 FREE_FRAMES = frozenset({"clause_frames", "np_frames", "give_frames", "np_more", "vp_and", "np_and", "also",
-                         "change_prefix", "openers", "greeting_only", "reactions", "afterthoughts"})
+                         "change_prefix", "openers", "greeting_only", "reactions", "afterthoughts", "bare_frames",
+                         "bare_two", "negate_frames", "unsupported", "unsupported_values", "chat_questions",
+                         "thanks_only"})
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from data_tools.phrasebank import (
 )
 from dialogue.records import iter_problems, read_dialogues
 from data_tools.simulator import build_corpus, simulate_dialogue, split_sizes
-from data_tools.stats import values_named
+from dialogue.acts import PLACEHOLDERS, VALUE_NAMES, mentioned_values, placeholders
 from dialogue.ontology import EXCLUSIVE_GROUPS, SLOT_VALUES, VALUES, BeliefState, conflicts_of, normalize_value
 
 
@@ -155,7 +155,8 @@ def test_removals_two_value_turns_changes_and_acts_are_frequent_enough(corpus):
         counts["removal"] += bool(set(removed) - displaced)
         counts["two"] += len(added) >= 2
         counts["exclusive"] += bool(set(removed) & displaced)
-        acts[turn.system_act].add(turn.system)
+        if turn.system_act is not None:  # None: the goodbye after a closing
+            acts[turn.system_act].add(turn.system)
     assert counts["removal"] / counts["turns"] >= 0.05
     assert counts["two"] / counts["turns"] >= 0.10
     assert counts["exclusive"] / counts["turns"] >= 0.05
@@ -163,25 +164,26 @@ def test_removals_two_value_turns_changes_and_acts_are_frequent_enough(corpus):
 
 
 def test_answers_to_system_questions_set_the_state_they_mean(corpus, bank):
-    """A bare accept adds the suggested value; a bare decline or a closing changes nothing."""
+    """A bare accept adds the suggested value; a bare decline, thanks or a closing changes nothing."""
     def texts(name):
         return {assemble([t.format(**PRONOUNS["she"].forms())]) for t in bank.data["user"][name]} | \
                {assemble([t.format(**PRONOUNS["I"].forms())]) for t in bank.data["user"][name]}
-    accepts, declines, closings = texts("accept"), texts("decline"), texts("closings")
-    seen = {"accept": 0, "decline": 0}
+    accepts = texts("accept")
+    unchanging = texts("decline") | texts("closings") | texts("thanks_only") | texts("chat_questions")
+    seen = {"accept": 0, "unchanged": 0}
     for d in (d for ds in corpus[0].values() for d in ds):
-        states = [BeliefState()] + [t.belief_state for t in d.turns]
-        for k, (before, turn) in enumerate(zip(d.turns, d.turns[1:]), start=1):
+        for before, turn in zip(d.turns, d.turns[1:]):
             added, removed = turn.belief_state.diff(before.belief_state)
-            if turn.user in accepts and before.system_act == "suggest":
-                # The suggestion names a value that is neither held nor just acknowledged as removed.
-                suggested = values_named(before.system) - set(states[k - 1].values) - set(states[k].values)
-                assert set(added) == suggested and len(added) == 1, (d.dialogue_id, turn.user)
+            if turn.user in accepts and before.act.policy == "suggest":
+                assert added == (before.act.value,), (d.dialogue_id, turn.user)
+                assert set(removed) <= conflicts_of(before.act.value)  # an exclusive partner may go
+                assert mentioned_values(before.system) >= {before.act.value}  # the reply names its suggestion
                 seen["accept"] += 1
-            elif turn.user in declines | closings:
+            elif turn.user in unchanging:
                 assert not added and not removed, (d.dialogue_id, turn.user)
-                seen["decline"] += 1
-    assert seen["accept"] > 20 and seen["decline"] > 20
+                assert turn.act.intent in ("decline", "close", "thanks", "chat"), turn.act
+                seen["unchanged"] += 1
+    assert seen["accept"] > 20 and seen["unchanged"] > 50
 
 
 def test_undo_start_over_and_unsupported_requests_set_the_state_they_mean(corpus, bank):
@@ -201,21 +203,74 @@ def test_undo_start_over_and_unsupported_requests_set_the_state_they_mean(corpus
             elif text.endswith(reset):
                 assert not turn.belief_state and states[k], (d.dialogue_id, turn.user)
                 seen["reset"] += 1
-            elif any(phrase in text for phrase in unsupported) and " and " not in text:
-                assert turn.belief_state == states[k], (d.dialogue_id, turn.user)
-                seen["unsupported"] += 1
+            elif turn.act.intent == "unsupported":
+                added, removed = turn.belief_state.diff(states[k])
+                assert len(added) <= 1, (d.dialogue_id, turn.user)  # only what it can do
+                assert set(removed) <= set().union(*map(conflicts_of, added)), (d.dialogue_id, turn.user)
+                seen["unsupported"] += not added
     assert all(n >= 5 for n in seen.values()), seen
+
+
+def test_references_corrections_negations_and_removals_of_what_was_never_added(corpus, bank):
+    """"Get rid of it" removes what the last turn added; "I meant X, not Y" swaps it; "less cheerful" removes
+    a held value; removing what the state lacks keeps the state, and the reply says so."""
+    def texts(name):
+        return {t.format(**PRONOUNS[p].forms()).lower().rstrip(".!?") for t in bank.data["user"][name]
+                for p in PRONOUNS}
+    remove_it = texts("remove_it")
+    seen = {"remove_it": 0, "correction": 0, "missing": 0, "bare": 0}
+    for d in (d for ds in corpus[0].values() for d in ds):
+        states = [BeliefState()] + [t.belief_state for t in d.turns]
+        for k, turn in enumerate(d.turns):
+            added, removed = turn.belief_state.diff(states[k])
+            text = turn.user.lower().rstrip(".!?")
+            if k and text in remove_it:
+                last_added, _ = states[k].diff(states[k - 1])
+                assert removed == last_added and len(removed) == 1 and not added, (d.dialogue_id, turn.user)
+                seen["remove_it"] += 1
+            if turn.update is not None and turn.update.remove and not removed:
+                assert set(turn.update.remove).isdisjoint(states[k].values)
+                assert set(turn.update.remove) <= mentioned_values(turn.system), turn.system
+                seen["missing"] += 1
+            if k and any(cue in text for cue in ("i meant", "i said", "correction:", "wrong one", "my mistake",
+                                                 "typed that wrong", "what i asked")):
+                last_added, _ = states[k].diff(states[k - 1])
+                assert removed == last_added and len(added) == 1, (d.dialogue_id, turn.user)
+                seen["correction"] += 1
+            seen["bare"] += len(text.split()) <= 2 and bool(added)
+    assert all(n >= 5 for n in seen.values()), seen
+
+
+def test_simulated_replies_name_only_what_changed_and_vary_within_a_dialogue(corpus):
+    from dialogue.acts import Update, fill, false_claims, person_of
+    from dialogue.metrics import distinct_n_per_dialogue
+
+    for d in corpus[0]["train"]:
+        previous, users = BeliefState(), []
+        for turn in d.turns:
+            change = (turn.update or Update.between(previous, turn.belief_state)).apply(previous)
+            assert not false_claims(turn.system, change, turn.act), (d.dialogue_id, turn.system)
+            users.append(turn.user)
+            assert fill(turn.system_delex, change, turn.act, person_of(users)) is not None
+            previous = turn.belief_state
+    replies = [[t.system for t in d.turns] for d in corpus[0]["train"]]
+    assert distinct_n_per_dialogue(replies, 1) > 0.6 and distinct_n_per_dialogue(replies, 2) > 0.85
+    policies = [t.act.policy for d in corpus[0]["train"] for t in d.turns]
+    assert policies.count("suggest") / len(policies) > 0.2
 
 
 def test_every_template_renders_for_every_referent(bank):
     people = [*PRONOUNS.values(), *SYSTEM_VIEW.values(), *(noun_person(n) for ns in NOUN_REFERENTS.values() for n in ns)]
     slots = {k: "X" for k in ("do", "np", "old", "new", "new_hair", "bare", "the", "slot", "val", "sentence", "decline",
-                              "a", "b")}
+                              "a", "b", "neg")}
     formatter = string.Formatter()
     for part in ("values", "user", "system"):
         for path, items in _lists(bank.data[part]):
             for text in items:
                 names = {f for _, f, _, _ in formatter.parse(text) if f}
+                if part == "system":  # delexicalised: [placeholders] only
+                    assert not names and set(placeholders(text)) <= set(PLACEHOLDERS), (path, text)
+                    continue
                 assert names <= set(slots) | {"obj", "poss", "subj", "self", "is", "has", "s"}, (part, path, text)
                 for person in people:
                     text.format(**person.forms(), **slots)
@@ -236,9 +291,16 @@ def test_bank_sizes(bank):
         assert len(entry["remove"]) >= 4, value
     for act in ("next", "request", "suggest"):
         assert len(bank.data["system"][act]) >= 15
-    for value, names in bank.data["system"]["value_names"].items():
-        for name in names:  # suggestions must name their value so that the stats can find it
-            assert values_named(f"How about {name}?") == {value}, name
+    for name in ("ack_done", "ack_added", "ack_removed", "ack_changed", "ack_decline"):
+        assert len(bank.data["system"][name]) >= 14, name
+    for value, names in VALUE_NAMES.items():
+        for name in names:  # replies must name their values so that false claims can be found
+            assert mentioned_values(f"How about {name}?") == {value}, name
+    for path, items in _lists(bank.data["system"]):  # the system's own words name no value
+        for text in items:
+            assert not mentioned_values(text), (path, text)
+    for value in VALUES:
+        assert len(bank.data["values"][value]["bare"]) >= 5, value
     for group in EXCLUSIVE_GROUPS:
         if group <= set(SLOT_VALUES["expression"]) | set(SLOT_VALUES["hair color"]):
             assert all("adj" in bank.data["values"][v] for v in group)
@@ -252,10 +314,10 @@ def test_at_least_a_fifth_of_every_value_and_frame_list_is_held_out(bank):
         for kind in ("do", "np", "the", "remove"):
             items = bank.data["values"][value][kind]
             assert len(held[("values", value, kind)]) >= 0.2 * len(items), (value, kind)
-    frames = [path for path, items in _lists(bank.data["user"]) if path[0] != "slot_names"]
+    frames = {path: items for path, items in _lists(bank.data["user"]) if path[0] != "slot_names"}
     assert len(frames) >= 20
-    for path in frames:
-        assert len(held[("user", *path)]) >= 0.2 * len(bank.data["user"][path[0]]), path
+    for path, items in frames.items():
+        assert len(held[("user", *path)]) >= 0.2 * len(items), path
     train = bank.lists(TRAIN)
     for path, items in held.items():
         assert not set(items) & set(train[path])
@@ -303,7 +365,7 @@ def contains(text: str, phrase: str) -> bool:
 def test_held_out_wording_is_absent_from_train_and_present_in_test(corpus, bank):
     dialogues, _ = corpus
     train_text = "\n".join(t.user.lower() for d in dialogues["train"] for t in d.turns)
-    extra_test = [simulate_dialogue(bank, "test", 3, i) for i in range(100, 700)]
+    extra_test = [simulate_dialogue(bank, "test", 3, i) for i in range(100, 1600)]
     test_text = "\n".join(t.user.lower() for d in dialogues["test"] + extra_test for t in d.turns)
     train = bank.lists(TRAIN)
     train_values = " | ".join(r for path, items in train.items() if path[0] == "values" for s in items
