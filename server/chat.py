@@ -168,7 +168,8 @@ def post_turn(rt: Runtime, conversation_id: str, owner_hash: str | None, text: o
             history = [(t.user_text, t.model_response or t.response) for t in _lineage(parent, by_id)]
             index = max(by_index, default=-1) + 1
         try:
-            state, response = rt.dialogue.step(history, text)
+            # the tracker updates the state the user sees: the parent turn's (an update model reads it)
+            state, response = rt.dialogue.step(history, text, parent.belief_state if parent else {})
         except ValueError as exc:
             raise ApiError(400, "bad_text", str(exc)) from None
         except DialogueProcessError as exc:
@@ -461,14 +462,16 @@ _TURN_CONTEXT = (
     .outerjoin(Photo, Photo.id == Conversation.photo_id)
     .where(Conversation.id == bindparam("conversation_id"), Conversation.owner_hash == bindparam("owner_hash"))
 )
-_TURN_ROWS = (select(Turn.id, Turn.index, Turn.parent_id, Turn.user_text, Turn.response, Turn.model_response)
+_TURN_ROWS = (select(Turn.id, Turn.index, Turn.parent_id, Turn.user_text, Turn.response, Turn.model_response,
+                     Turn.belief_state)
               .where(Turn.conversation_id == bindparam("conversation_id")))
 
 
 def _turn_context(conn: Connection, conversation_id: str, owner_hash: str | None
                   ) -> tuple[int | None, str | None, bool, list[Row]]:
     """(head turn id, photo source, whether an edit is queued or running, the turns as rows with `id`, `index`,
-    `parent_id`, `user_text`, `response`, `model_response`); 404 unless the conversation belongs to `owner_hash`."""
+    `parent_id`, `user_text`, `response`, `model_response`, `belief_state`); 404 unless the conversation belongs to
+    `owner_hash`."""
     row = conn.execute(_TURN_CONTEXT, {"conversation_id": conversation_id, "owner_hash": owner_hash or "-"}).first()
     if row is None:
         raise not_found()

@@ -25,7 +25,7 @@ import os
 import signal
 import threading
 from multiprocessing.connection import Connection
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from dialogue.formats import Prediction, check_user_text
 from dialogue.ontology import BeliefState
@@ -33,6 +33,7 @@ from dialogue.ontology import BeliefState
 log = logging.getLogger(__name__)
 
 History = Sequence[tuple[str, str]]
+StateLike = BeliefState | Mapping[str, Sequence[str]] | None
 
 
 class DialogueProcessError(RuntimeError):
@@ -80,9 +81,9 @@ class DialogueProcess:
         self.description = payload
         self._process, self._conn = process, parent
 
-    def predict(self, turns: Sequence[tuple[History, str]]) -> list[Prediction]:
-        """`DialogueModel.predict` for many (history, user_text) turns: one `Prediction` per turn."""
-        request = [(list(history), text) for history, text in turns]
+    def predict(self, turns: Sequence[tuple]) -> list[Prediction]:
+        """`DialogueModel.predict` for many (history, user_text[, state]) turns: one `Prediction` per turn."""
+        request = [(list(turn[0]), turn[1], turn[2] if len(turn) > 2 else None) for turn in turns]
         with self._lock:
             if self._process is None or not self._process.is_alive():
                 log.warning("the dialogue process is not running; starting a new one")
@@ -109,10 +110,11 @@ class DialogueProcess:
             raise DialogueProcessError(payload)
         return payload
 
-    def step(self, history: History, user_text: str) -> tuple[BeliefState, str]:
-        """Track and answer one turn (`ValueError` for empty text, like `DialogueModel.step`)."""
+    def step(self, history: History, user_text: str, state: StateLike = None) -> tuple[BeliefState, str]:
+        """Track and answer one turn (`ValueError` for empty text or a state that breaks the ontology, like
+        `DialogueModel.step`)."""
         check_user_text(user_text)
-        prediction = self.predict([(history, user_text)])[0]
+        prediction = self.predict([(history, user_text, state)])[0]
         return prediction.state, prediction.response
 
     def close(self) -> None:

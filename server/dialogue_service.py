@@ -16,7 +16,7 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 from dialogue.formats import check_user_text
 from dialogue.ontology import BeliefState
@@ -24,10 +24,11 @@ from dialogue.ontology import BeliefState
 log = logging.getLogger(__name__)
 
 History = Sequence[tuple[str, str]]
+StateLike = BeliefState | Mapping[str, Sequence[str]] | None
 
 
 class DialogueModelLike(Protocol):
-    def step(self, history: History, user_text: str) -> tuple[BeliefState, str]: ...
+    def step(self, history: History, user_text: str, state: StateLike = None) -> tuple[BeliefState, str]: ...
 
 
 class _Prediction(Protocol):
@@ -52,18 +53,20 @@ class DialogueService:
         self.owns_model = owns_model
         self.max_batch = max_batch
         self.gather_gap_s = gather_gap_s
-        self._queue: queue.Queue[tuple[History, str, Future] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[History, str, StateLike, Future] | None] = queue.Queue()
         self._runner = threading.Thread(target=self._run, name="dialogue-runner", daemon=True)
         self._runner.start()
 
-    def step(self, history: History, user_text: str) -> tuple[BeliefState, str]:
-        """Track the state and answer `user_text` after `history` (earlier `(user, system)` pairs).
+    def step(self, history: History, user_text: str, state: StateLike = None) -> tuple[BeliefState, str]:
+        """Track the state and answer `user_text` after `history` (earlier `(user, system)` pairs), `state` being
+        the confirmed state before it (a `BeliefState` or its JSON form).
 
-        Raises `ValueError` for empty text, and whatever the model raises for this turn.
+        Raises `ValueError` for empty text or a state that breaks the ontology, and whatever the model raises
+        for this turn.
         """
         check_user_text(user_text)
         future: Future = Future()
-        self._queue.put((list(history), user_text, future))
+        self._queue.put((list(history), user_text, state, future))
         return future.result()
 
     def close(self) -> None:
@@ -90,20 +93,20 @@ class DialogueService:
             if stop:
                 return
 
-    def _answer(self, batch: list[tuple[History, str, Future]]) -> None:
+    def _answer(self, batch: list[tuple[History, str, StateLike, Future]]) -> None:
         predict = getattr(self.model, "predict", None)
         if predict is not None and len(batch) > 1:
             try:
-                predictions: list[_Prediction] = predict([(history, text) for history, text, _ in batch])
+                predictions: list[_Prediction] = predict([(history, text, state) for history, text, state, _ in batch])
             except Exception:  # one bad turn must not fail the others: retry them one by one
                 log.debug("batched dialogue step failed; retrying turn by turn", exc_info=True)
             else:
-                for (_, _, future), prediction in zip(batch, predictions):
+                for (*_, future), prediction in zip(batch, predictions):
                     future.set_result((prediction.state, prediction.response))
                 return
-        for history, text, future in batch:
+        for history, text, state, future in batch:
             try:
-                future.set_result(self.model.step(history, text))
+                future.set_result(self.model.step(history, text, state))
             except Exception as exc:
                 future.set_exception(exc)
 

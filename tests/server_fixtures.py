@@ -33,6 +33,7 @@ class FakeDialogue:
         self.delay_s = delay_s
         self.calls = 0
         self.histories: list[list[tuple[str, str]]] = []
+        self.states: list = []  # the state given with each step (None when none was)
         self._lock = threading.Lock()
 
     @staticmethod
@@ -51,17 +52,21 @@ class FakeDialogue:
                 i += 1
         return state
 
-    def step(self, history, user_text):
+    def step(self, history, user_text, state=None):
         if not user_text.strip():
             raise ValueError("user text is empty")
         with self._lock:
             self.calls += 1
             self.histories.append(list(history))
+            self.states.append(state)
         if self.delay_s:
             time.sleep(self.delay_s)
-        state = BeliefState()
-        for user, _ in history:
-            state = self._track(state, user)
+        if state is not None:  # the state the user sees, as the server passes it
+            state = state if isinstance(state, BeliefState) else BeliefState.from_dict(state)
+        else:
+            state = BeliefState()
+            for user, _ in history:
+                state = self._track(state, user)
         state = self._track(state, user_text)
         return state, f"Done: {state.to_text() or 'nothing yet'}. What else?"
 

@@ -417,8 +417,8 @@ def test_a_turn_added_by_another_server_process_meanwhile_gives_409(make_app):
     from server.models import Turn
 
     class RacingDialogue(FakeDialogue):
-        def step(self, history, user_text):
-            result = super().step(history, user_text)
+        def step(self, history, user_text, state=None):
+            result = super().step(history, user_text, state)
             if user_text == "race":  # another process stores its turn while this one is thinking
                 with app.extensions["i2edit"].db.write() as session:
                     session.add(Turn(conversation_id=cid, index=1, user_text="other", belief_state={},
@@ -438,10 +438,10 @@ def test_a_dialogue_process_that_stopped_is_a_503_that_stores_nothing(make_app):
     from server.dialogue_process import DialogueProcessError
 
     class StoppedDialogue(FakeDialogue):
-        def step(self, history, user_text):
+        def step(self, history, user_text, state=None):
             if user_text == "crash":
                 raise DialogueProcessError("the dialogue process stopped (exit code -9); the next turn starts a new one")
-            return super().step(history, user_text)
+            return super().step(history, user_text, state)
 
     client = make_app(dialogue=StoppedDialogue()).test_client()
     cid = start(client)["id"]

@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from dialogue.model import DialogueModel
+from dialogue.ontology import BeliefState
 from server.dialogue_process import DialogueProcess, DialogueProcessError
 from server.dialogue_service import DialogueService, load_dialogue
 
 TEXTS = ["make her smile please", "now black hair", "Done. What else do you want?",
          "[expression] smiling [hair color] black hair", "translate dialogue to belief state:"] * 20
-TURNS = [([], "make her smile please"), ([("now black hair", "Done.")], "take the mustache off"), ([], "🙂 ok")]
+TURNS = [([], "make her smile please", None), ([("now black hair", "Done.")], "take the mustache off",
+                                              {"hair color": ["black hair"]}), ([], "🙂 ok", BeliefState())]
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +42,11 @@ def test_the_child_answers_like_the_model_in_this_process(process, tiny_dir, one
     assert f"{process.torch_threads} torch thread(s)" in process.description
 
 
-def test_empty_text_is_a_value_error_like_the_model(process):
+def test_empty_text_and_a_bad_state_are_value_errors_like_the_model(process):
     with pytest.raises(ValueError, match="empty"):
         process.step([], "   ")
+    with pytest.raises(ValueError, match="breaks the ontology"):
+        process.step([], "add bangs", {"hairstyle": ["wings"]})
 
 
 def test_a_child_that_dies_during_a_call_fails_it_clearly_and_the_next_call_starts_a_new_one(process,
@@ -97,15 +101,15 @@ class GatedModel:
 
     def predict(self, turns):
         from dialogue.formats import Prediction
-        from dialogue.ontology import BeliefState
 
         self.sizes.append(len(turns))
         self.busy.set()
         self.release.wait(10)
-        return [Prediction(BeliefState(), "", [], f"reply to {text}") for _, text in turns]
+        return [Prediction(BeliefState.from_dict(state or {}), "", [], f"reply to {text}")
+                for _, text, state in turns]
 
-    def step(self, history, text):
-        prediction = self.predict([(history, text)])[0]
+    def step(self, history, text, state=None):
+        prediction = self.predict([(history, text, state)])[0]
         return prediction.state, prediction.response
 
 
@@ -131,3 +135,36 @@ def test_turns_that_arrive_while_a_batch_runs_form_the_next_batch():
     service.close()
     assert model.sizes == [1, 5]
     assert replies == {i: f"reply to turn {i}" for i in range(6)}
+
+
+def test_the_chat_passes_the_state_the_user_sees(tmp_path):
+    """Each turn is tracked from its parent turn's state (a branch from turn 0 starts from turn 0's state)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from server_fixtures import FakeDialogue, fake_editing, make_settings
+
+    from server.app import create_app, shutdown, start as start_app
+
+    dialogue = FakeDialogue()
+    app = create_app(make_settings(tmp_path), dialogue=dialogue, editing=fake_editing())
+    start_app(app)
+    try:
+        client = app.test_client()
+        cid = client.post("/api/conversations", json={}).get_json()["id"]
+        for text, extra in (("smile", {}), ("black hair", {}), ("lipstick", {"parent_turn": 0})):
+            assert client.post(f"/api/conversations/{cid}/turns", json={"text": text, **extra}).status_code == 201
+    finally:
+        shutdown(app)
+    assert dialogue.states == [{}, {"expression": ["smiling"]}, {"expression": ["smiling"]}]
+
+
+def test_the_service_hands_the_state_to_the_model():
+    model = GatedModel()
+    model.release.set()
+    service = DialogueService(model)
+    try:
+        state, reply = service.step([], "hi", {"hairstyle": ["bangs"]})
+    finally:
+        service.close()
+    assert state == BeliefState.of("bangs") and reply == "reply to hi"
