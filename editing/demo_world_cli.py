@@ -38,7 +38,7 @@ def _ship(args) -> int:
     _threads(args)
     from editing.demo_world.ship import ship_demo_set
 
-    manifest = ship_demo_set(Path(args.runs_root), Path(args.out) if args.out else None)
+    manifest = ship_demo_set(Path(args.runs_root), Path(args.out) if args.out else None, base=Path(args.base))
     print(f"wrote {manifest}")
     return 0
 
@@ -95,6 +95,9 @@ def register(subparsers) -> None:
 
     ship = sub.add_parser("ship", help="export the trained networks into editing/demo_set/ with its manifest")
     ship.add_argument("--out", default=None, help="target directory (default editing/demo_set)")
+    ship.add_argument("--base", default=str(DEMO_SET_DIR),
+                      help="weight set whose identity net, CLIP and judge are kept where RUNS_ROOT has no run of "
+                           "them (default %(default)s)")
     common(ship)
     ship.set_defaults(func=_ship)
 

@@ -26,8 +26,20 @@ from editing.weights import DEMO_SET_DIR, EditorDefaults, write_manifest
 log = logging.getLogger(__name__)
 
 
-def ship_demo_set(runs_root: Path, out: Path | None = None) -> Path:
-    """Write the demo set from the training runs under `runs_root`; returns the manifest path."""
+def _kept(base: Path, out: Path, *names: str) -> None:
+    """Copy `names` from the weight set `base` into `out` (nothing to do when they are the same folder)."""
+    import shutil
+
+    for name in names:
+        if (base / name).resolve() != (out / name).resolve():
+            shutil.copy2(base / name, out / name)
+        log.info("%s: no training run, kept from %s", name, base)
+
+
+def ship_demo_set(runs_root: Path, out: Path | None = None, base: Path = DEMO_SET_DIR) -> Path:
+    """Write the demo set from the training runs under `runs_root`; returns the manifest path. The generator
+    and e4e runs must exist; the identity net, CLIP and the judge come from their runs when there are any, else
+    from the weight set `base` unchanged (they read renders, which a new generator does not change)."""
     from safetensors.torch import save_file
 
     from editing.demo_world.clip_train import CLIP_CONFIG, load_trained_clip
@@ -48,15 +60,21 @@ def ship_demo_set(runs_root: Path, out: Path | None = None) -> Path:
     state.update({f"decoder.{k}": v for k, v in e4e.decoder.state_dict().items()})
     torch.save({"state_dict": state, "latent_avg": e4e.latent_avg.clone(), "opts": e4e.opts}, out / "e4e.pt")
 
-    identity = load_trained_identity(runs_root / "identity")
-    torch.save(identity.net.state_dict(), out / "identity.pth")
-
-    clip = load_trained_clip(runs_root / "clip")
-    save_file({k: v.detach().half().contiguous() for k, v in clip.model.state_dict().items()},
-              str(out / "clip.safetensors"))
-    (out / "clip.json").write_text(json.dumps(CLIP_CONFIG, indent=2) + "\n")
-
-    save_judge(load_judge(runs_root / "judge" / "judge.safetensors"), out / "judge.safetensors")
+    if (runs_root / "identity" / "state.pt").is_file():
+        torch.save(load_trained_identity(runs_root / "identity").net.state_dict(), out / "identity.pth")
+    else:
+        _kept(base, out, "identity.pth")
+    if (runs_root / "clip" / "state.pt").is_file():
+        clip = load_trained_clip(runs_root / "clip")
+        save_file({k: v.detach().half().contiguous() for k, v in clip.model.state_dict().items()},
+                  str(out / "clip.safetensors"))
+        (out / "clip.json").write_text(json.dumps(CLIP_CONFIG, indent=2) + "\n")
+    else:
+        _kept(base, out, "clip.safetensors", "clip.json")
+    if (runs_root / "judge" / "judge.safetensors").is_file():
+        save_judge(load_judge(runs_root / "judge" / "judge.safetensors"), out / "judge.safetensors")
+    else:
+        _kept(base, out, "judge.safetensors", "judge.json")
 
     samples = out / "samples"
     samples.mkdir(exist_ok=True)
