@@ -1,18 +1,25 @@
 """Load test of the chat server: N simulated users at once, each a four-turn dialogue-only conversation.
 
-    .venv/bin/python bench/server_load.py [--users 50] [--turns 4] [--dialogue-model DIR] [--url URL]
+    .venv/bin/python bench/server_load.py [--users 50] [--turns 4] [--topology single,multi] [--runs 3]
+                                          [--out results/server_load.json] [--dialogue-model DIR] [--url URL]
 
-Starts `i2edit serve` on 127.0.0.1 (a free port, a temporary data dir, SQLite, `--weights none`) unless `--url`
-names a running server, waits until it answers, then starts every user at the same moment. Each user creates
-a conversation (its own owner cookie) and sends its turns one after another, each as soon as the previous
-answer arrived. Prints p50/p95/max turn latency (time from sending a turn to its full 201 answer), errors
-(any status but 201, or a failed connection) and throughput. The per-client rate limit is switched off in the
-server it starts, because every simulated user comes from the same address. `--model-floor` instead times
-the dialogue model alone on one batch of N turns: the least a burst of N users can wait.
+Topologies (each run starts its servers afresh; with several, they alternate run by run):
+- `single`: one `i2edit serve` (a temporary data dir, SQLite, `--weights none`), as `make demo` runs it;
+- `multi`: a throwaway PostgreSQL cluster and two `i2edit serve --workers 0 --store database` web processes,
+  each in its own working directory (one torch thread each, `--web-threads`); user i talks to process i mod 2,
+  as a round-robin proxy would send them.
+`--url` names a running server instead. Every user starts at the same moment, creates a conversation (its own
+owner cookie) and sends its turns one after another, each as soon as the previous answer arrived. Prints
+p50/p95/max turn latency (time from sending a turn to its full 201 answer), errors (any status but 201, or a
+failed connection) and throughput, per run; `--out` writes every run (and the load average before it) as JSON.
+The per-client rate limit is switched off in the servers it starts, because every simulated user comes from the
+same address. `--model-floor` instead times the dialogue model alone on one batch of N turns: the least a burst
+of N users can wait.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -26,6 +33,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlsplit
 
 REQUESTS = [
@@ -123,6 +131,69 @@ def start_server(args: argparse.Namespace, data_dir: Path) -> tuple[subprocess.P
     raise SystemExit("the server did not start:\n" + "".join(lines))
 
 
+@contextlib.contextmanager
+def single_server(args: argparse.Namespace) -> Iterator[list[str]]:
+    """One `i2edit serve` on SQLite; yields its URL."""
+    data_dir = Path(tempfile.mkdtemp(prefix="i2edit-load-"))
+    proc = None
+    try:
+        proc, url = start_server(args, data_dir)
+        yield [url]
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=60)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def multi_server(args: argparse.Namespace) -> Iterator[list[str]]:
+    """PostgreSQL and two stateless web processes; yields their URLs."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from topology import create_database, postgres_cluster, start_web
+
+    root = Path(tempfile.mkdtemp(prefix="i2edit-load-multi-"))
+    webs = []
+    try:
+        with postgres_cluster() as server_url:
+            database_url = create_database(server_url)
+            extra = ["--workers", "0", "--weights", "none", "--rate-limit", "0", "--store", "database",
+                     "--torch-threads", str(args.web_threads)]
+            if args.dialogue_model:
+                extra += ["--dialogue-model", args.dialogue_model]
+            if args.threads:
+                extra += ["--threads", str(args.threads)]
+            webs = [start_web(database_url, root / f"web-{i}", *extra, wait=False) for i in (1, 2)]
+            yield [web.wait_ready().url for web in webs]
+    finally:
+        for web in webs:
+            web.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_load(args: argparse.Namespace, urls: list[str]) -> dict:
+    """Every user at once against `urls` (user i: urls[i mod len]); the figures of one run."""
+    barrier = threading.Barrier(args.users + 1)
+    users = [User(i, urls[i % len(urls)], args.turns, barrier) for i in range(args.users)]
+    for user in users:
+        user.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for user in users:
+        user.join()
+    wall = time.perf_counter() - started
+    latencies = [t for user in users for t in user.latencies]
+    errors = [e for user in users for e in user.errors]
+    return {
+        "users": args.users, "turns_per_user": args.turns, "web_processes": len(urls), "turns_ok": len(latencies),
+        "errors": len(errors), "error_examples": errors[:5],
+        "p50_ms": round(percentile(latencies, 50) * 1000, 1), "p95_ms": round(percentile(latencies, 95) * 1000, 1),
+        "max_ms": round(max(latencies, default=float("nan")) * 1000, 1),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
+        "turns_per_s": round(len(latencies) / wall, 1), "wall_s": round(wall, 2),
+    }
+
+
 def model_floor(args: argparse.Namespace) -> dict[int, float]:
     """Seconds the dialogue model alone needs for one batched call on `args.users` turns (median of 3), with the
     server's dialogue threads, for first turns and for fourth turns (three earlier exchanges): no burst of that
@@ -153,14 +224,23 @@ def model_floor(args: argparse.Namespace) -> dict[int, float]:
     return floors
 
 
+TOPOLOGIES = {"single": single_server, "multi": multi_server}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--turns", type=int, default=4)
+    parser.add_argument("--topology", default="single",
+                        help="comma-separated: single (one serve, SQLite), multi (PostgreSQL, two web processes)")
+    parser.add_argument("--runs", type=int, default=1, help="runs per topology (alternating)")
+    parser.add_argument("--out", type=Path, help="write every run as JSON to this file (e.g. results/...)")
     parser.add_argument("--url", help="use this running server instead of starting one")
     parser.add_argument("--dialogue-model", help="dialogue model directory (default: the shipped model)")
-    parser.add_argument("--threads", type=int, help="request threads of the server it starts (default: serve's)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--threads", type=int, help="request threads of the servers it starts (default: serve's)")
+    parser.add_argument("--web-threads", type=int, default=1,
+                        help="torch threads of each web process of the multi topology (and its dialogue process)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per run")
     parser.add_argument("--model-floor", action="store_true",
                         help="only time the dialogue model's batched call for --users first turns (no server)")
     args = parser.parse_args()
@@ -169,48 +249,37 @@ def main() -> int:
             print(f"dialogue model alone, one batched call for {args.users} turns at turn {turn}: "
                   f"{seconds * 1000:.0f} ms")
         return 0
+    topologies = args.topology.split(",")
+    unknown = set(topologies) - set(TOPOLOGIES)
+    if unknown:
+        raise SystemExit(f"unknown topology {', '.join(sorted(unknown))}; use single and/or multi")
 
-    data_dir = Path(tempfile.mkdtemp(prefix="i2edit-load-"))
-    proc = None
-    try:
-        if args.url:
-            url = args.url.rstrip("/")
-        else:
-            proc, url = start_server(args, data_dir)
-        barrier = threading.Barrier(args.users + 1)
-        users = [User(i, url, args.turns, barrier) for i in range(args.users)]
-        for user in users:
-            user.start()
-        barrier.wait()
-        started = time.perf_counter()
-        for user in users:
-            user.join()
-        wall = time.perf_counter() - started
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=60)
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-    latencies = [t for user in users for t in user.latencies]
-    errors = [e for user in users for e in user.errors]
-    result = {
-        "users": args.users, "turns_per_user": args.turns, "turns_ok": len(latencies), "errors": len(errors),
-        "p50_ms": round(percentile(latencies, 50) * 1000, 1), "p95_ms": round(percentile(latencies, 95) * 1000, 1),
-        "max_ms": round(max(latencies, default=float("nan")) * 1000, 1),
-        "mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
-        "turns_per_s": round(len(latencies) / wall, 1), "wall_s": round(wall, 2), "cpus": os.cpu_count(),
-    }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"{args.users} users x {args.turns} turns against {url} ({os.cpu_count()} CPUs)")
-        print(f"turn latency: p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, max {result['max_ms']} ms "
-              f"(mean {result['mean_ms']} ms) over {len(latencies)} turns")
-        print(f"errors: {len(errors)}; throughput {result['turns_per_s']} turns/s; wall {result['wall_s']} s")
-        for error in errors[:5]:
-            print(f"  e.g. {error}")
-    return 0 if not errors else 1
+    runs = []
+    for number in range(args.runs):
+        for topology in ([] if args.url else topologies) or ["url"]:
+            load_before = os.getloadavg()[0]
+            if topology == "url":
+                result = run_load(args, [args.url.rstrip("/")])
+            else:
+                with TOPOLOGIES[topology](args) as urls:
+                    result = run_load(args, urls)
+            result.update(topology=topology, run=number + 1, load_average_before=round(load_before, 2),
+                          cpus=os.cpu_count())
+            runs.append(result)
+            if args.json:
+                print(json.dumps(result), flush=True)
+            else:
+                print(f"[{topology} run {number + 1}] {args.users} users x {args.turns} turns, "
+                      f"{result['web_processes']} web process(es), {os.cpu_count()} CPUs, load average "
+                      f"{load_before:.1f} before: p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, max "
+                      f"{result['max_ms']} ms over {result['turns_ok']} turns; errors {result['errors']}; "
+                      f"{result['turns_per_s']} turns/s", flush=True)
+                for error in result["error_examples"]:
+                    print(f"  e.g. {error}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"command": " ".join(sys.argv), "runs": runs}, indent=1) + "\n")
+    return 0 if not any(run["errors"] for run in runs) else 1
 
 
 if __name__ == "__main__":

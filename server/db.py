@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin otherwise
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+POOL_SIZE, POOL_OVERFLOW = 20, 10  # connections one process keeps, and opens beyond them at a peak (not SQLite)
 _PG_MIGRATION_LOCK = 0x6932_6564  # arbitrary advisory-lock key shared by every i2edit process
 
 
@@ -34,7 +35,10 @@ def make_engine(url: str) -> Engine:
     """An engine for `url`; for SQLite, creates the file's folder and sets WAL, busy timeout and foreign keys."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
+        # Connections beyond the pool are closed on return, and on PostgreSQL each new one is a new server process:
+        # a small pool with a large overflow opened and closed dozens of them for every batch of turns, which made
+        # two web processes markedly slower under 50 users (docs/experiments.md, server on PostgreSQL).
+        return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=10,

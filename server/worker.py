@@ -354,14 +354,15 @@ class _Progress:
 
 
 def _drop_preview_if_unused(db: Database, store: ImageStore, key: str, keep_job: str | None) -> None:
-    """Delete a preview file unless another job still shows it (identical edits give identical previews)."""
+    """Delete a preview unless another job still shows it (identical edits give identical previews)."""
     with db.read() as session:
         query = select(EditJob.id).where(EditJob.preview_key == key)
         if keep_job is not None:
             query = query.where(EditJob.id != keep_job)
-        if session.scalar(query.limit(1)) is None and session.scalar(
-                select(Turn.id).where(Turn.image_key == key).limit(1)) is None:
-            store.delete(key)
+        unused = session.scalar(query.limit(1)) is None and session.scalar(
+            select(Turn.id).where(Turn.image_key == key).limit(1)) is None
+    if unused:  # outside the session: the database store needs a connection of its own
+        store.delete(key)
 
 
 def _to_pil(preview: Any):

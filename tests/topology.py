@@ -188,8 +188,8 @@ def start_web(database_url: str, workdir: Path, *args: str, env: dict[str, str] 
 
 
 def start_worker(database_url: str, workdir: Path, *args: str, env: dict[str, str] | None = None,
-                 wait: bool = True) -> Process:
-    """`i2edit worker`, ready once it waits for jobs."""
-    process = Process([*I2EDIT, "worker", "--data-dir", str(Path(workdir) / "data"), "--database-url", database_url,
-                       *args], workdir, r"is waiting for jobs", env=env)
+                 wait: bool = True, prefix: list[str] | tuple[str, ...] = ()) -> Process:
+    """`i2edit worker`, ready once it waits for jobs; `prefix` runs it through another command (e.g. `unshare`)."""
+    process = Process([*prefix, *I2EDIT, "worker", "--data-dir", str(Path(workdir) / "data"), "--database-url",
+                       database_url, *args], workdir, r"is waiting for jobs", env=env)
     return process.wait_ready() if wait else process
