@@ -238,6 +238,7 @@ class Worker:
                 .execution_options(synchronize_session=False)).rowcount
         if changed:
             log.info("edit job %s interrupted by shutdown; back in the queue", job_id)
+            self.wake.set()  # on PostgreSQL: tells the other workers at once
         return bool(changed)
 
     def _give_back(self, job_id: str, reason: str) -> None:
@@ -246,9 +247,9 @@ class Worker:
         mine = (EditJob.id == job_id, EditJob.worker_id == self.worker_id, EditJob.status == "running")
         try:
             with self.db.write() as session:
-                session.execute(update(EditJob).where(*mine, EditJob.attempts < MAX_ATTEMPTS)
-                                .values(status="queued", worker_id=None, step=0, total=0, error=reason)
-                                .execution_options(synchronize_session=False))
+                requeued = session.execute(update(EditJob).where(*mine, EditJob.attempts < MAX_ATTEMPTS)
+                                           .values(status="queued", worker_id=None, step=0, total=0, error=reason)
+                                           .execution_options(synchronize_session=False)).rowcount
                 session.execute(update(EditJob).where(*mine)
                                 .values(status="failed", finished_at=db_now(),
                                         error=f"the edit failed twice on database errors ({reason}); send the "
@@ -257,6 +258,9 @@ class Worker:
         except SQLAlchemyError as exc:
             log.warning("edit job %s stays with worker %s until the janitor finds it stale: %s", job_id,
                         self.worker_id, exc)
+            return
+        if requeued:
+            self.wake.set()
 
     def _finish(self, job_id: str, status: str, error: str) -> None:
         with self.db.write() as session:
