@@ -181,12 +181,21 @@ class LiveServer:
 
         self._server = create_server(app, host="127.0.0.1", port=0, threads=threads)
         self.url = f"http://127.0.0.1:{self._server.effective_port}"
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except OSError:  # the loop's select() on sockets that stop() just closed
+            if not self._stopping.is_set():
+                raise
 
     def stop(self) -> None:
         from waitress.wasyncore import close_all
 
+        self._stopping.set()
         self._server.close()
         close_all(self._server._map)  # keep-alive connections (a browser's) would keep the loop running
         self._thread.join(10)
