@@ -116,18 +116,17 @@ class Worker:
             pause_s = 0.0
             while not self._stop.is_set():
                 try:
-                    if self.run_once():
-                        pause_s = 0.0
-                        continue
-                    pause_s = 0.0
+                    ran = self.run_once()
                 except Exception as exc:  # the database: locked past its timeout, unreachable, ...
                     pause_s = min(max(1.0, pause_s * 2), MAX_PAUSE_S)
                     log.warning("worker %s: %s: %s; trying again in %.0f s", self.worker_id, type(exc).__name__,
                                 exc, pause_s)
                     self._stop.wait(pause_s)
                     continue
-                self.wake.wait(poll_s if poll_s is not None else getattr(self.wake, "poll_s", 1.0))
-                self.wake.clear()
+                pause_s = 0.0
+                if not ran:
+                    self.wake.wait(poll_s if poll_s is not None else getattr(self.wake, "poll_s", 1.0))
+                    self.wake.clear()
         finally:
             mark_alive(self.nonce, False)
 
