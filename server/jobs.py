@@ -136,12 +136,12 @@ def recover_stale_jobs(db: Database, stale_after_s: float) -> list[str]:
 
 def expire_queued_jobs(db: Database, queue_expiry_s: float) -> list[str]:
     """Fail jobs that have waited in the queue longer than `queue_expiry_s`; returns their ids."""
-    minutes = queue_expiry_s / 60
+    waited = f"{queue_expiry_s / 60:g} minutes" if queue_expiry_s >= 120 else f"{queue_expiry_s:g} s"
     with db.write() as session:
         expired = session.execute(
             update(EditJob).where(EditJob.status == "queued", EditJob.created_at < db_now(-queue_expiry_s))
             .values(status="failed", finished_at=db_now(),
-                    error=f"no edit worker took this edit within {minutes:g} minutes, so it was dropped. "
+                    error=f"no edit worker took this edit within {waited}, so it was dropped. "
                           "Send the turn again to retry.")
             .returning(EditJob.id).execution_options(synchronize_session=False)).scalars().all()
     if expired:
