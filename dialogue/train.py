@@ -388,6 +388,7 @@ def train(config: TrainConfig, source: DialogueSource | None = None) -> TrainSum
     if state is not None:  # the schedule and regularisation were fixed by the first run's settings
         config.lr, config.response_ratio = state["lr"], state.get("response_ratio", 1.0)
         config.dropout, config.token_noise = state.get("dropout"), state.get("token_noise", 0.0)
+        config.bf16 = state.get("bf16", False)
     if config.dropout is not None:
         set_dropout(model.model, config.dropout)
     noise = TokenNoise(model, config.token_noise)
@@ -432,12 +433,12 @@ def train(config: TrainConfig, source: DialogueSource | None = None) -> TrainSum
         return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
                 "position": position, "step": step, "best": best, "lr": config.lr,
                 "response_ratio": config.response_ratio, "dropout": config.dropout,
-                "token_noise": config.token_noise}
+                "token_noise": config.token_noise, "bf16": config.bf16}
 
     log.info("%d training examples (%d dialogues, response ratio %g), %d steps of %d x %d examples per epoch, "
-             "%d epochs, lr %g, dropout %s, token noise %g, format %s", len(data.examples), data.dialogues,
+             "%d epochs, lr %g, dropout %s, token noise %g, bf16 %s, format %s", len(data.examples), data.dialogues,
              config.response_ratio, steps_per_epoch, dist.world, config.batch_size, config.epochs, config.lr,
-             model.model.config.dropout_rate, config.token_noise, model.text_format)
+             model.model.config.dropout_rate, config.token_noise, config.bf16, model.text_format)
     try:
         while epoch < config.epochs and (config.max_steps is None or step < config.max_steps):
             batches = batches_of(epoch)[: steps_per_epoch * dist.world][dist.rank::dist.world]
@@ -449,7 +450,8 @@ def train(config: TrainConfig, source: DialogueSource | None = None) -> TrainSum
             while position < epoch_steps and (config.max_steps is None or step < config.max_steps):
                 examples = data.examples
                 batch = collate(model, [(noise(examples[i][0], random), examples[i][1]) for i in batches[position]])
-                loss = ddp(**batch).loss
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                    loss = ddp(**batch).loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

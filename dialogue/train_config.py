@@ -38,6 +38,7 @@ class TrainConfig:
     responses: str | None = None      # "literal" or "delexicalised" (None: the --init model's, else delexicalised)
     context_turns: int | None = None  # earlier exchanges the update format reads (None: the --init model's, else 1)
     simulate: int | None = None       # fresh simulated training dialogues per epoch (set by `i2edit train-dialogue`)
+    bf16: bool = False                # forward and backward under bfloat16 autocast (weights stay float32)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, data_required: bool = True) -> None:
@@ -75,6 +76,9 @@ def add_train_arguments(parser: argparse.ArgumentParser, data_required: bool = T
                         help="start from an --init model with N times its layers: each block followed by N-1 "
                              "copies that start as the identity, so the start computes what --init did "
                              "(default 1: as it is)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="compute in bfloat16 (autocast; weights and optimizer stay float32): about 1.7x "
+                             "faster on a CPU with AVX-512 BF16")
     parser.add_argument("--tracking", choices=("history", "update"), default=None,
                         help="update: read the previous state and the last exchanges, write the update "
                              "([add] ... [remove] ...); history: read the whole history, write the whole state "
@@ -96,4 +100,5 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         max_steps=args.max_steps, threads=args.threads, response_ratio=args.response_ratio,
         dropout=args.dropout, token_noise=args.token_noise, deepen=args.deepen, tracking=args.tracking,
         responses=args.responses, context_turns=args.context_turns, simulate=getattr(args, "simulate", None),
+        bf16=args.bf16,
     )

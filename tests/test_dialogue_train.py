@@ -246,3 +246,13 @@ def test_the_wave1_format_still_trains_and_an_init_model_keeps_its_format(corpus
     assert again.text_format == wave1.text_format
     state, reply = wave1.step([("add bangs", "Done.")], "and a smile", BeliefState.of("bangs"))
     assert isinstance(state, BeliefState) and isinstance(reply, str)
+
+
+def test_bf16_training_runs_and_a_resume_keeps_it(corpus, tmp_path):
+    out = tmp_path / "bf16"
+    train(_config(corpus, out, bf16=True, max_steps=2))
+    assert torch.load(out / CHECKPOINT / STATE_FILE, weights_only=False)["bf16"] is True
+    resumed = train(_config(corpus, out, resume=True, max_steps=3))  # bf16 comes from the checkpoint
+    assert resumed.steps == 3
+    weights = DialogueModel.from_pretrained(out / CHECKPOINT, device="cpu").model.state_dict()
+    assert all(w.dtype == torch.float32 for w in weights.values())  # autocast: the weights stay float32
