@@ -64,7 +64,7 @@ def _eval(args) -> int:
     result = evaluate_demo_world(split_file=Path(args.dialogues) if args.dialogues else None, limit=args.limit,
                                  steps=args.steps, out_dir=Path(args.out), modes=tuple(args.modes.split(",")),
                                  weights_dir=Path(args.weights), fid_samples=args.fid_samples,
-                                 show_progress=not args.json)
+                                 show_progress=not args.json, refine_rounds=args.refine_rounds)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -119,5 +119,7 @@ def register(subparsers) -> None:
     ev.add_argument("--fid-samples", type=int, default=2000,
                     help="images per set for the generator's Fréchet distances (default %(default)s; 0 skips them)")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of the Markdown report")
+    ev.add_argument("--refine-rounds", type=int, default=None,
+                    help="the critic's refinement rounds per edit (default: the editor's; 0: judge, do not refine)")
     common(ev)
     ev.set_defaults(func=_eval)

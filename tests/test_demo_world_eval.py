@@ -79,3 +79,22 @@ def test_values_found_counts_each_requested_value_once_per_edit():
     assert values_found(rows) == {"values_found": 2 / 4, "found_by_value": {
         "gray hair": [1, 1], "lipstick": [0, 1], "pale skin": [1, 2]}}
     assert values_found(rows[2:]) == {"values_found": None, "found_by_value": {}}
+
+
+def test_critic_agreement_compares_the_critic_with_the_judge_and_the_true_targets():
+    from types import SimpleNamespace
+
+    from editing.demo_world.evaluate import critic_agreement
+
+    rows = [SimpleNamespace(extra={"judge_values": ["smiling"], "critic_rounds": 1,
+                                   "verdicts": {"smiling": True, "goatee": True, "bangs": None},
+                                   "target_verdicts": {"smiling": True, "goatee": False, "bangs": None}}),
+            SimpleNamespace(extra={"judge_values": [], "critic_rounds": 0, "verdicts": {"smiling": False},
+                                   "target_verdicts": {"smiling": True}}),
+            SimpleNamespace(extra={"judge_values": ["smiling"]})]  # no calibrated critic: not counted
+    figures = critic_agreement(rows)
+    assert figures["critic_by_value"] == {"smiling": [2, 2, 2, 2], "goatee": [0, 1, 0, 1]}
+    assert figures["critic_agrees_with_judge"] == 2 / 3 and figures["critic_on_targets"] == 2 / 3
+    assert figures["refined_edits"] == 1 / 2
+    assert critic_agreement(rows[2:]) == {"critic_agrees_with_judge": None, "critic_on_targets": None,
+                                          "critic_by_value": {}, "refined_edits": None}

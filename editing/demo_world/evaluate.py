@@ -23,6 +23,7 @@ and the true target under it, `sheets.DialogueSheet`) and `random_samples.png` (
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -54,6 +55,8 @@ class JudgeHook:
     size: int
     reconstruct: Callable[[torch.Tensor], torch.Tensor] | None = None
     sheets: dict[str, DialogueSheet] = field(default_factory=dict)
+    # the critic's verdicts {value: present?} on an image [1, 3, H, W] for a state (None: no calibrated critic)
+    critic: Callable[[torch.Tensor, BeliefState], dict[str, bool | None]] | None = None
 
     def __post_init__(self) -> None:
         self._faces: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # the current dialogue's only
@@ -122,6 +125,11 @@ class JudgeHook:
             "target_l1": l1(image, target),
             "original_target_l1": l1(original, target),
         }
+        verdicts = result.metrics.get("verdicts")
+        if verdicts is not None:  # the critic on the edit (after refining) and on the true target
+            extra["verdicts"] = verdicts
+            extra["critic_rounds"] = len(result.metrics["critique"]["rounds"]) - 1
+            extra["target_verdicts"] = self.critic(target, state) if self.critic else None
         if state:
             self.features.setdefault(mode, []).append(self.judge.embed(image.clamp(-1, 1)))
             self.target_features.setdefault(mode, []).append(self.judge.embed(target))
@@ -179,6 +187,7 @@ def summarise(records, modes) -> dict[str, dict[str, Any]]:
                               for t in range(1, last + 1)],
             "success": _rate([r.extra["success"] for r in rows]),
             **values_found(rows),
+            **critic_agreement(rows),
             **target_distances(measured, last),
             "seconds_per_edit": mean([r.seconds for r in rows]),
         }
@@ -215,6 +224,39 @@ def values_found(rows) -> dict[str, Any]:
     pairs = [sum(c[i] for c in found.values()) for i in (0, 1)]
     return {"values_found": pairs[0] / pairs[1] if pairs[1] else None,
             "found_by_value": {v: found[v] for v in VALUE_INDEX if v in found}}
+
+
+def critic_agreement(rows) -> dict[str, Any]:
+    """How far the critic (CLIP against its thresholds) can be trusted, from the turns it judged:
+    `critic_agrees_with_judge`: share of (edit, requested value) pairs where its verdict equals the judge's;
+    `critic_on_targets`: share of (true target, requested value) pairs it judges present (every one is, by
+    construction); `critic_by_value`: {value: [pairs agreeing with the judge, pairs judged, target pairs judged
+    present, target pairs judged]}; `refined_edits`: share of judged edits that ran a refinement round. All None
+    without a calibrated critic."""
+    by_value: dict[str, list[int]] = {}
+    refined = judged_edits = 0
+    for r in rows:
+        verdicts = r.extra.get("verdicts")
+        if not verdicts:
+            continue
+        judged_edits += 1
+        refined += bool(r.extra.get("critic_rounds"))
+        seen = set(r.extra["judge_values"])
+        on_target = r.extra.get("target_verdicts") or {}
+        for value, verdict in verdicts.items():
+            if verdict is None:
+                continue
+            counts = by_value.setdefault(value, [0, 0, 0, 0])
+            counts[0] += verdict == (value in seen)
+            counts[1] += 1
+            if on_target.get(value) is not None:
+                counts[2] += bool(on_target[value])
+                counts[3] += 1
+    total = [sum(c[i] for c in by_value.values()) for i in range(4)]
+    share = lambda a, b: a / b if b else None  # noqa: E731
+    return {"critic_agrees_with_judge": share(total[0], total[1]), "critic_on_targets": share(total[2], total[3]),
+            "critic_by_value": {v: by_value[v] for v in VALUE_INDEX if v in by_value},
+            "refined_edits": share(refined, judged_edits)}
 
 
 def to_markdown(result: dict[str, Any]) -> str:
@@ -263,11 +305,12 @@ def to_markdown(result: dict[str, Any]) -> str:
 def evaluate_demo_world(split_file: Path | None = None, limit: int | None = None, steps: int | None = None,
                         out_dir: Path = Path("var/demo_world_eval"), modes: tuple[str, ...] = ("multi", "single"),
                         weights_dir: Path = DEMO_SET_DIR, fid_samples: int = 2000,
-                        show_progress: bool = True) -> dict[str, Any]:
+                        show_progress: bool = True, refine_rounds: int | None = None) -> dict[str, Any]:
     """Run the evaluation and write `demo_world.json`, `demo_world.md`, `evaluate_editing`'s Table 4 files,
     `sheets/*.png`, `random_samples.png`, `images/target/*.png` and `report.html` (`editing.report`) into
     `out_dir`; returns the JSON object. `fid_samples`: images per set for `fidelity.generator_fidelity`
-    (0 skips it)."""
+    (0 skips it). `refine_rounds`: the critic's refinement rounds per edit (None: the editor's own; 0: edits are
+    judged but not refined; no effect without calibrated thresholds)."""
     from dialogue.records import read_dialogues
     from editing.demo_world.fidelity import generator_fidelity, random_sheet
     from editing.demo_world.judge import load_judge
@@ -287,12 +330,17 @@ def evaluate_demo_world(split_file: Path | None = None, limit: int | None = None
                                  align_faces=False)
     judge = load_judge(weights_dir / settings["judge"])
     size = editor.generator.size
+    if refine_rounds is not None:
+        editor.refine_settings = dataclasses.replace(editor.refine_settings, rounds=refine_rounds)
+
+    def critic(image: torch.Tensor, state: BeliefState) -> dict[str, bool | None]:
+        return editor.critic.verdicts(editor.scores(image, state))
 
     @torch.no_grad()
     def reconstruct(image: torch.Tensor) -> torch.Tensor:
         return editor.generator.synthesis(editor.e4e.encode(image.unsqueeze(0).to(editor.device)))[0].cpu().clamp(-1, 1)
 
-    hook = JudgeHook(judge, size, reconstruct)
+    hook = JudgeHook(judge, size, reconstruct, critic=critic if editor.critic.calibrated else None)
     started = time.perf_counter()
     evaluation = evaluate_editing(
         editor, dialogues, lambda d: tensor_to_pil(face_of(d, size).unsqueeze(0)), modes=modes,
