@@ -40,12 +40,16 @@ log = logging.getLogger(__name__)
 GENERATOR_CONFIG = {"size": 64, "style_dim": 128, "n_mlp": 4,
                     "channels": {4: 128, 8: 128, 16: 96, 32: 64, 64: 32}}
 EMA_DECAY = 0.998
-MAPPING_LR_SCALE = 50.0  # the mapping's weights carry lr_mul 0.01; this restores a comparable pace
+# The mapping's weights carry lr_mul 0.01 (StyleGAN2's slow mapping, made for millions of images); this pace
+# lets it learn in thousands of steps. At 50 (the relative pace of the synthesis weights), 1,300 end-to-end steps
+# after the warm start left the mapping blurring the categories (held-out L1 0.172 -> 0.143; the judge found
+# lipstick on 2 % and mustaches on 0 % of faces drawn from their own codes).
+MAPPING_LR_SCALE = 500.0
 W_JITTER = 0.05
 MAPPING_FIT_STEPS = 1500
-MAPPING_FIT_LR_SCALE = 10.0  # the fit alone: a 10x faster pace reached R² 0.65 in 1500 steps (1x: 0.2)
 REGION_WEIGHT = 2.0
 REGION_AREA = 0.03  # a value's region weighs fully up to this share of the image, less when larger
+PERCEPTUAL_WEIGHT = 0.25
 LATENT_AVG_SEED = 4242
 
 
@@ -150,14 +154,56 @@ def _warm_start(run_dir: Path, init: Path, generator: Generator):
     return load_e4e(kept / "e4e.pt")
 
 
+class ClipFeatureDistance(nn.Module):
+    """An LPIPS-style distance on the demo CLIP's image tower (frozen): its stem and first three residual stages,
+    channels unit-normalised at every position, squared difference, spatial mean, summed over the stages. The
+    tower was trained to tell the 23 values apart, so its features weigh the small parts that carry them; it is
+    not the judge, which stays an independent referee. images [B, 3, H, W] in [-1, 1] → distances [B]."""
+
+    def __init__(self, scorer):
+        super().__init__()
+        self.scorer = scorer.eval().requires_grad_(False)
+        self.visual = scorer.model.visual
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = self.visual.stem(self.scorer.preprocess(images))
+        out = [x]
+        for layer in (self.visual.layer1, self.visual.layer2, self.visual.layer3):
+            x = layer(x)
+            out.append(x)
+        return [f / (f.norm(dim=1, keepdim=True) + 1e-10) for f in out]
+
+    def forward(self, images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+        return sum(((a - b) ** 2).sum(1).mean((1, 2)) for a, b in zip(self.features(images), self.features(references)))
+
+
+def _perceptual(run_dir: Path, init: Path) -> ClipFeatureDistance:
+    """The perceptual term's network: the init weight set's CLIP, kept as `run_dir/init/clip.safetensors`."""
+    from safetensors.torch import load_file
+
+    from editing.demo_world.clip_train import build_clip
+
+    kept = run_dir / "init" / "clip.safetensors"
+    if not kept.is_file():
+        if not (init / "clip.safetensors").is_file():
+            raise FileNotFoundError(f"the perceptual term needs {init / 'clip.safetensors'} (a demo weight set's CLIP)")
+        shutil.copy2(init / "clip.safetensors", kept)
+    model, scorer = build_clip()
+    model.load_state_dict({k: v.float() for k, v in load_file(str(kept)).items()})
+    return ClipFeatureDistance(scorer)
+
+
 def train_generator(run_dir: Path, steps: int = 16000, batch: int = 16, lr: float = 2e-3, seed: int = 2,
-                    init: Path | None = None, show_progress: bool = True) -> Generator:
+                    init: Path | None = None, perceptual_weight: float = PERCEPTUAL_WEIGHT,
+                    show_progress: bool = True) -> Generator:
     """Train (resuming from `run_dir`) and return the EMA generator (with its latent_avg). `init`: a demo
-    weight-set directory to warm-start from (its generator and e4e), or None to start from scratch."""
+    weight-set directory to warm-start from (its generator and e4e; its CLIP gives the perceptual term), or
+    None to start from scratch (then without the perceptual term)."""
     torch.manual_seed(seed)
     generator = build_generator()
     generator.noises.requires_grad_(False)
     teacher = _warm_start(run_dir, Path(init), generator) if init is not None else None
+    perceptual = _perceptual(run_dir, Path(init)) if init is not None and perceptual_weight else None
     fit_steps = MAPPING_FIT_STEPS if teacher is not None else 0
     g_ema = copy.deepcopy(generator).eval()
     mapping = list(generator.style.parameters())
@@ -173,7 +219,7 @@ def train_generator(run_dir: Path, steps: int = 16000, batch: int = 16, lr: floa
         target = render_faces(identities, looks, generator.size)
         if step < fit_steps:  # mapping only, regression onto the earlier e4e's code
             for index, (group, base) in enumerate(zip(opt.param_groups, base_lrs)):
-                group["lr"] = base * MAPPING_FIT_LR_SCALE * min(1.0, (step + 1) / 50) * (index == 1)  # 1: mapping
+                group["lr"] = base * min(1.0, (step + 1) / 50) * (index == 1)  # group 1: the mapping
             with torch.no_grad():
                 goal = teacher.encode(target).mean(1)
             loss = ((generator.mapping(z) - goal) ** 2).mean() / float(goal.var(0).mean())
@@ -185,12 +231,15 @@ def train_generator(run_dir: Path, steps: int = 16000, batch: int = 16, lr: floa
                 group["lr"] = base * min(1.0, (step - fit_steps + 1) / 200) * max(decay, 0.05)
             weight = region_weights(identities, looks, generator.size)
             codes = w_plus(generator, generator.mapping(z))
-            jitter = torch.randn(codes.shape, generator=gen) * W_JITTER * codes.detach().std()
+            jitter = torch.randn(codes.shape, generator=gen) * W_JITTER * codes.detach().std(0, keepdim=True)
             images = generator.synthesis(codes + jitter * (torch.rand(batch, 1, 1, generator=gen) < 0.5))
             pyramid = laplacian_l1(images, target, weight)
             l1 = ((images - target).abs() * weight).mean() / weight.mean()
             loss = pyramid + l1
             losses = {"lap": pyramid, "l1": l1}
+            if perceptual is not None:
+                losses["clip"] = perceptual(images, target).mean()
+                loss = loss + perceptual_weight * losses["clip"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
