@@ -9,8 +9,10 @@ random z gave colour blobs).
 
 The loss is L1 on a Laplacian pyramid plus plain L1, both weighted per pixel by `region_weights`: the
 renderer's own regions of the values (`data_tools.faces.regions`), each scaled by how small it is, so that
-the mouth, brows, beard and earrings count as much as the hair. The W+ rows are jittered on half the batch, so
-a slightly perturbed code still draws the same face. An exponential moving average (`g_ema`) is what ships.
+the mouth, brows, beard and earrings count as much as the hair; with a warm start, plus an LPIPS-style term on
+the earlier demo CLIP's image tower (`ClipFeatureDistance`; not the judge, the referee). The W+ rows of half
+the batch are jittered by 5 % of the codes' spread across faces, so a slightly perturbed code still draws the
+same face. An exponential moving average (`g_ema`) is what ships.
 
 Warm start (`init`): the synthesis network starts from an earlier demo generator, widened
 function-preservingly (`widen_generator`) to `GENERATOR_CONFIG`'s channels, and for the first
