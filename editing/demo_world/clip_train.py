@@ -78,6 +78,8 @@ def train_clip(run_dir: Path, generator_run: Path, steps: int = 7000, batch: int
     torch.manual_seed(seed)
     model, scorer = build_clip()
     value_text_from, separation_from = VALUE_TEXT_FROM, SEPARATION_FROM
+    if init is None and (run_dir / "init" / "clip.safetensors").is_file():
+        init = run_dir / "init"  # a run started from a weight set resumes as one, with or without --init
     if init is not None:
         model.load_state_dict(_initial_weights(run_dir, Path(init)))
         value_text_from = separation_from = 0

@@ -200,8 +200,10 @@ def train_generator(run_dir: Path, steps: int = 16000, batch: int = 16, lr: floa
                     show_progress: bool = True) -> Generator:
     """Train (resuming from `run_dir`) and return the EMA generator (with its latent_avg). `init`: a demo
     weight-set directory to warm-start from (its generator and e4e; its CLIP gives the perceptual term), or
-    None to start from scratch (then without the perceptual term)."""
+    None to start from scratch (then without the perceptual term) or to resume a run as it was started."""
     torch.manual_seed(seed)
+    if init is None and (run_dir / "init" / "generator.pt").is_file():
+        init = run_dir / "init"  # a warm-started run resumes as one, with or without --init
     generator = build_generator()
     generator.noises.requires_grad_(False)
     teacher = _warm_start(run_dir, Path(init), generator) if init is not None else None
