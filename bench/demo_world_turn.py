@@ -7,12 +7,14 @@ queue, database or image store, so a turn through `i2edit serve` takes this plus
 bench/server_load.py for the server's own figures). Prints seconds per turn and the median, and writes them
 to `--json` (default results/demo_world_turn.json).
 
-    .venv/bin/python bench/demo_world_turn.py [--threads 1] [--steps N] [--dialogue-model DIR] [--json PATH]
+    .venv/bin/python bench/demo_world_turn.py [--threads 1] [--steps N] [--dialogue-model DIR] [--weights DIR]
+        [--json PATH]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -26,6 +28,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the server uses 1)")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the demo set's)")
     parser.add_argument("--dialogue-model", type=Path, default=None, help="model directory (default: shipped)")
+    parser.add_argument("--weights", type=Path, default=None, help="demo weight-set directory (default: shipped)")
     parser.add_argument("--json", type=Path, default=Path("results/demo_world_turn.json"), help="where to write the figures")
     args = parser.parse_args()
 
@@ -38,8 +41,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     dialogue = DialogueModel.from_pretrained(args.dialogue_model, device="cpu")
-    editor = Editor.from_weights("demo", settings=demo_editor_settings(), align_faces=False)
-    inversion = editor.invert(sample_faces()[0])
+    from editing.weights import DEMO_SET_DIR
+
+    weights = args.weights or DEMO_SET_DIR
+    editor = Editor.from_weights(str(weights / "manifest.json"), settings=demo_editor_settings(weights), align_faces=False)
+    inversion = editor.invert(sample_faces(weights)[0])
     print(f"loading and inverting: {time.perf_counter() - started:.1f} s")
     history: list[tuple[str, str]] = []
     totals = []
@@ -58,6 +64,7 @@ def main() -> None:
     args.json.write_text(json.dumps({
         "command": "bench/demo_world_turn.py", "threads": args.threads, "steps": args.steps or editor.settings.steps,
         "turn_seconds": totals, "median_seconds": statistics.median(totals), "max_seconds": max(totals),
+        "load_average": os.getloadavg(), "weights": str(weights),
         "measures": "dialogue step + edit in one process (no server, queue, database or store)"}, indent=2) + "\n")
 
 
