@@ -36,37 +36,19 @@ import torch.nn.functional as F
 from data_tools.faces.look import look_values
 from dialogue.ontology import VALUES
 from editing.demo_world.captions import agreement, caption_for
+from editing.demo_world.clip_net import build_clip
 from editing.demo_world.loop import load_run_modules, train_loop
 from editing.demo_world.world import degrade, heldout_batch, sample_batch
 from editing.prompts import attribute_text
 
 log = logging.getLogger(__name__)
 
-CLIP_CONFIG = {
-    "embed_dim": 96,
-    "init_logit_scale": 2.302585,  # ln 10
-    "init_logit_bias": -5.0,
-    "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 32},
-    "text_cfg": {"context_length": 48, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
 RELOAD_EVERY = 100
 VALUE_TEXT_FROM = 1800
 VALUE_TEXT_WEIGHT = 1.0
 SEPARATION_FROM = 3000
 SEPARATION_WEIGHT = 1.0
 LATE_VALUE_TEXT_WEIGHT = 2.0
-
-
-def build_clip():
-    """(open_clip CLIP, ClipScorer wrapping it) for CLIP_CONFIG, in training mode."""
-    import open_clip
-    from open_clip.model import CLIP
-
-    from editing.clip_model import ClipScorer
-
-    model = CLIP(**CLIP_CONFIG)
-    tokenizer = open_clip.SimpleTokenizer(context_length=CLIP_CONFIG["text_cfg"]["context_length"])
-    return model, ClipScorer(model, tokenizer, CLIP_CONFIG["vision_cfg"]["image_size"], CLIP_CONFIG["embed_dim"])
 
 
 def train_clip(run_dir: Path, generator_run: Path, steps: int = 7000, batch: int = 48, lr: float = 1e-3,

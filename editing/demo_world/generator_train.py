@@ -183,7 +183,7 @@ def _perceptual(run_dir: Path, init: Path) -> ClipFeatureDistance:
     """The perceptual term's network: the init weight set's CLIP, kept as `run_dir/init/clip.safetensors`."""
     from safetensors.torch import load_file
 
-    from editing.demo_world.clip_train import build_clip
+    from editing.demo_world.clip_net import build_clip
 
     kept = run_dir / "init" / "clip.safetensors"
     if not kept.is_file():

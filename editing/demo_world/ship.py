@@ -42,7 +42,8 @@ def ship_demo_set(runs_root: Path, out: Path | None = None, base: Path = DEMO_SE
     from the weight set `base` unchanged (they read renders, which a new generator does not change)."""
     from safetensors.torch import save_file
 
-    from editing.demo_world.clip_train import CLIP_CONFIG, load_trained_clip
+    from editing.demo_world.clip_net import CLIP_CONFIG
+    from editing.demo_world.clip_train import load_trained_clip
     from editing.demo_world.encoder_train import load_trained_encoder
     from editing.demo_world.generator_train import load_trained_generator
     from editing.demo_world.identity_train import load_trained_identity
