@@ -1,6 +1,8 @@
 """Latency of `DialogueModel.step()` per chat turn: p50 and p95 over at least 50 turns.
 
-Replays dialogues turn by turn (history grows as in a chat) and times each `step` call.
+Replays dialogues turn by turn as the chat server does (history grows, and each turn gets the state the
+previous `step` returned) and times each `step` call: tracking and the act in one batched decode, then the
+sampled replies in a second one.
 
     .venv/bin/python bench/dialogue_latency.py [--model DIR] [--data FILE] [--turns 60] [--threads 1]
                                           [--impl fast|reference] [--device cpu|cuda|auto] [--json FILE]
@@ -42,14 +44,15 @@ def main() -> None:
     model = DialogueModel.from_pretrained(args.model, device=args.device)
     model.impl = args.impl
     dialogues = read_dialogues(args.data)
-    turns = [(d.turns[:i], d.turns[i].user) for d in dialogues for i in range(len(d.turns))]
     times = []
     while len(times) < args.turns + args.warmup:
-        for earlier, user in turns:
-            history = [(t.user, t.system) for t in earlier]
-            start = time.perf_counter()
-            model.step(history, user)
-            times.append(time.perf_counter() - start)
+        for dialogue in dialogues:
+            history, state = [], None
+            for turn in dialogue.turns[: args.turns + args.warmup - len(times)]:
+                start = time.perf_counter()
+                state, reply = model.step(history, turn.user, state)
+                times.append(time.perf_counter() - start)
+                history.append((turn.user, reply))
             if len(times) == args.turns + args.warmup:
                 break
     times = sorted(times[args.warmup:])

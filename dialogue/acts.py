@@ -336,7 +336,7 @@ def person_of(texts: Sequence[str]) -> str:
 def fill(delex: str, change: Change, act: Act, person: str = "they", rng: random.Random | None = None) -> str | None:
     """The reply with its placeholders filled from `change`, `act` and `person`; None when it holds a
     placeholder those cannot fill (e.g. `[removed]` when nothing was removed, `[value]` without a suggestion),
-    or an unknown one. Sentence starts are capitalised."""
+    an unknown one, or a stray bracket. Sentence starts are capitalised."""
     rng = rng or random.Random(0)
     forms = PERSONS.get(person, PERSONS["they"])
 
@@ -365,7 +365,7 @@ def fill(delex: str, change: Change, act: Act, person: str = "they", rng: random
         return value
 
     text = _PLACEHOLDER_RE.sub(put, delex)
-    if missing_fill:
+    if missing_fill or "[" in text or "]" in text:  # a placeholder it cannot fill, or a broken one ("[ hair;")
         return None
     return re.sub(r"(^|[.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text.strip())
 

@@ -90,11 +90,14 @@ def row_uniforms(seeds: Sequence[int | None], steps: int) -> tuple[torch.Tensor,
     return uniforms, torch.tensor([seed is not None for seed in seeds], dtype=torch.bool)
 
 
+TOP_K = 64  # tokens considered by `top_p_pick` (a sort of the whole vocabulary every step costs more than a step)
+
+
 def top_p_pick(logits: torch.Tensor, uniforms: torch.Tensor, top_p: float) -> torch.Tensor:
-    """One token per row drawn from the smallest set of most likely tokens whose probability reaches `top_p`:
-    logits [R, V], uniform numbers [R] in [0, 1) -> token ids [R]."""
+    """One token per row drawn from the smallest set of most likely tokens whose probability reaches `top_p`
+    (among the `TOP_K` most likely): logits [R, V], uniform numbers [R] in [0, 1) -> token ids [R]."""
     probs = F.softmax(logits.float(), dim=-1)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    sorted_probs, order = probs.topk(min(TOP_K, probs.shape[-1]), dim=-1)  # sorted, most likely first
     running = sorted_probs.cumsum(dim=-1)
     keep = (running - sorted_probs) < top_p                                      # the first always stays
     kept = torch.where(keep, sorted_probs, torch.zeros_like(sorted_probs)).cumsum(dim=-1)  # [R, V]

@@ -78,6 +78,7 @@ def test_fill_uses_only_what_changed_and_refuses_what_it_cannot_fill():
     assert fill("I've added [added].", Update(remove=("bangs",)).apply(S("bangs")), act) is None
     assert fill("Do you want to change the [slot]?", change, act) is None
     assert fill("Hello [name].", change, act) is None
+    assert fill("Okay, I dropped [ hair;'ve updated it.", change, act) is None
     options = fill("I can do [options].", Update().apply(S()), Act("unsupported", topic="hair color"))
     assert mentioned_values(options) == {"brown hair", "blond hair", "black hair", "gray hair"}
     assert placeholders("[subj] [has] [already].") == ["subj", "has", "already"]
