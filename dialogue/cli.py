@@ -19,6 +19,9 @@ def register(subparsers) -> None:
     ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     ev.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy CPU)")
     ev.add_argument("--out", type=Path, default=None, help="also write the JSON object to this file")
+    ev.add_argument("--chained", action="store_true",
+                    help="each turn reads the state the model itself wrote the turn before, as in a chat "
+                         "(default: the gold previous state)")
     ev.set_defaults(func=_evaluate)
 
 
@@ -37,9 +40,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     dialogues = read_dialogues(args.data)
     model = DialogueModel.from_pretrained(args.model, device=args.device)
     started = time.perf_counter()
-    results = predict_dialogues(model, dialogues, batch_size=args.batch_size, progress=True)
+    results = predict_dialogues(model, dialogues, batch_size=args.batch_size, progress=True, chained=args.chained)
     summary = summarize(results)
     summary.update(model=str(args.model or "dialogue/shipped"), data=str(args.data),
+                   previous_state="own prediction (chained)" if args.chained else "gold",
                    seconds=round(time.perf_counter() - started, 1))
     if args.predictions:
         write_predictions(results, args.predictions)
@@ -49,7 +53,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"{summary['dialogues']} dialogues, {summary['turns']} turns (gold history and previous state)")
+        print(f"{summary['dialogues']} dialogues, {summary['turns']} turns (gold history; previous state: "
+              f"{summary['previous_state']})")
         print(f"joint accuracy      {summary['joint_accuracy']:.4f}")
         print(f"slot accuracy       {summary['slot_accuracy']:.4f}")
         print(f"spurious changes    {summary['spurious_changes']} ({summary['spurious_change_share']:.2%} of turns)")

@@ -1,4 +1,6 @@
-"""Evaluate a dialogue model on I2Edit-format dialogues with gold history (and gold previous state) as input."""
+"""Evaluate a dialogue model on I2Edit-format dialogues with gold history as input, and as the previous state
+either the gold one (`chained=False`, the usual teacher-forced figure) or the state the model itself wrote the
+turn before (`chained=True`: what a chat does, where one wrong turn carries over to the next)."""
 from __future__ import annotations
 
 import json
@@ -24,7 +26,8 @@ DISTINCT_CONVENTION = (
 
 @dataclass(frozen=True)
 class TurnResult:
-    """Gold and predicted outputs of one turn (`previous`: the gold state before it)."""
+    """Gold and predicted outputs of one turn (`previous`: the gold state before it; `given`: the state the
+    model read, the gold one or, chained, its own previous prediction)."""
 
     dialogue_id: str
     turn: int
@@ -33,6 +36,7 @@ class TurnResult:
     gold_state: BeliefState
     gold_response: str
     prediction: Prediction
+    given: BeliefState | None = None
 
     @property
     def false_claims(self) -> set[str]:
@@ -44,7 +48,8 @@ class TurnResult:
 
     @property
     def spurious(self) -> bool:
-        return is_spurious(self.previous, self.gold_state, self.prediction.state)
+        """Whether the turn changed, from the state the model read, a slot that the gold turn left alone."""
+        return is_spurious(self.previous, self.gold_state, self.prediction.state, self.given)
 
     def to_json(self) -> dict:
         act = self.prediction.act
@@ -63,28 +68,39 @@ class TurnResult:
         }
 
 
-def predict_dialogues(model: DialogueModel, dialogues, batch_size: int = 64, progress: bool = False
-                      ) -> list[TurnResult]:
-    """Run every task on every turn (gold history and gold previous state), `batch_size` turns per batch."""
+def predict_dialogues(model: DialogueModel, dialogues, batch_size: int = 64, progress: bool = False,
+                      chained: bool = False) -> list[TurnResult]:
+    """Run every task on every turn with gold history, `batch_size` turns per batch. The previous state is the
+    gold one, or with `chained` the model's own prediction of the turn before (turns then run position by
+    position across dialogues). Results come in dialogue order."""
     from tqdm import tqdm
 
-    items = []
-    for dialogue in dialogues:
+    slots = []  # (dialogue number, turn number, turn, gold history, gold previous state, dialogue id)
+    longest = 0
+    for number, dialogue in enumerate(dialogues):
         history: list[tuple[str, str]] = []
         previous = BeliefState()
         for index, turn in enumerate(dialogue.turns):
-            items.append((dialogue.dialogue_id, index, turn, list(history), previous))
+            slots.append((number, index, turn, list(history), previous, dialogue.dialogue_id))
             history.append((turn.user, turn.system))
             previous = turn.belief_state
-    results = []
-    with tqdm(total=len(items), desc="turns", unit="turn", disable=not progress) as bar:
-        for start in range(0, len(items), batch_size):
-            chunk = items[start:start + batch_size]
-            predictions = model.predict([(history, turn.user, previous) for _, _, turn, history, previous in chunk])
-            results.extend(TurnResult(d, i, t.user, prev, t.belief_state, t.system, p)
-                           for (d, i, t, _, prev), p in zip(chunk, predictions))
-            bar.update(len(chunk))
-    return results
+        longest = max(longest, len(dialogue.turns))
+    waves = [[s for s in slots if s[1] == i] for i in range(longest)] if chained else [slots]
+    own: dict[int, BeliefState] = {}  # dialogue number -> the state the model wrote last (chained)
+    done: dict[tuple[int, int], TurnResult] = {}
+    with tqdm(total=len(slots), desc="turns", unit="turn", disable=not progress) as bar:
+        for wave in waves:
+            for start in range(0, len(wave), batch_size):
+                chunk = wave[start:start + batch_size]
+                given = [own.get(n, BeliefState()) if chained else prev for n, _, _, _, prev, _ in chunk]
+                predictions = model.predict([(history, turn.user, state)
+                                             for (_, _, turn, history, _, _), state in zip(chunk, given)])
+                for (n, i, t, _, prev, d), state, p in zip(chunk, given, predictions):
+                    done[n, i] = TurnResult(d, i, t.user, prev, t.belief_state, t.system, p,
+                                            given=state if chained else None)
+                    own[n] = p.state
+                bar.update(len(chunk))
+    return [done[n, i] for n, i, *_ in slots]
 
 
 def summarize(results: Sequence[TurnResult]) -> dict:

@@ -99,6 +99,8 @@ def changed_slots(previous: BeliefState, state: BeliefState) -> set[str]:
     return {s for s in SLOTS if previous.slot_values(s) != state.slot_values(s)}
 
 
-def is_spurious(previous: BeliefState, gold: BeliefState, pred: BeliefState) -> bool:
-    """Whether `pred` changed (from the gold `previous` state) a slot that the gold state left alone."""
-    return bool(changed_slots(previous, pred) - changed_slots(previous, gold))
+def is_spurious(previous: BeliefState, gold: BeliefState, pred: BeliefState, given: BeliefState | None = None) -> bool:
+    """Whether `pred` changed a slot that the gold turn left alone (`gold` against the gold `previous` state).
+    The change is counted from `given`, the state the model read (default: `previous`; in a chained evaluation
+    its own earlier prediction)."""
+    return bool(changed_slots(previous if given is None else given, pred) - changed_slots(previous, gold))

@@ -75,6 +75,42 @@ def test_evaluation_uses_gold_history_and_gold_previous_state(setup, monkeypatch
     assert summarize(results)["turns"] == len(dialogue.turns)
 
 
+def test_chained_evaluation_feeds_each_turn_the_models_own_previous_state(setup, monkeypatch):
+    corpus, model_dir = setup
+    model = DialogueModel.from_pretrained(model_dir, device="cpu")
+    dialogues = read_dialogues(corpus / "test.jsonl")[:2]
+    assert max(len(d.turns) for d in dialogues) > 1
+    wrote = [S("smiling"), S("smiling", "bangs"), S("goatee"), S("goatee", "sad"), S("black hair")]
+    seen = []
+
+    def predict(turns):  # each call's states differ from the gold ones and from each other
+        out = [Prediction(wrote[(len(seen) + k) % len(wrote)], "", [], "") for k in range(len(turns))]
+        seen.extend(turns)
+        return out
+    monkeypatch.setattr(model, "predict", predict)
+    results = predict_dialogues(model, dialogues, batch_size=1, chained=True)
+    assert [(r.dialogue_id, r.turn) for r in results] == [
+        (d.dialogue_id, i) for d in dialogues for i in range(len(d.turns))]
+    by_key = {(r.dialogue_id, r.turn): r for r in results}
+    for dialogue in dialogues:
+        for i, turn in enumerate(dialogue.turns):
+            result = by_key[dialogue.dialogue_id, i]
+            own_before = by_key[dialogue.dialogue_id, i - 1].prediction.state if i else BeliefState()
+            gold_before = dialogue.turns[i - 1].belief_state if i else BeliefState()
+            assert result.given == own_before and result.previous == gold_before
+            assert result.gold_state == turn.belief_state
+    assert [state for _, _, state in seen].count(BeliefState()) >= len(dialogues)  # every first turn starts empty
+
+
+def test_a_chained_turn_is_spurious_when_it_changes_its_own_state_where_the_user_said_nothing():
+    gold_before, gold = S("smiling"), S("smiling", "bangs")
+    own_before = S("sad")  # the model misread an earlier turn
+    kept = TurnResult("d", 1, "u", gold_before, gold, "", Prediction(S("sad", "bangs"), "", [], ""), given=own_before)
+    dropped = TurnResult("d", 1, "u", gold_before, gold, "", Prediction(S("bangs"), "", [], ""), given=own_before)
+    assert not kept.spurious      # carried its own (wrong) expression over, changed only the hairstyle
+    assert dropped.spurious       # dropped the expression that this turn did not talk about
+
+
 def test_false_claims_spurious_changes_and_suggestions_are_counted():
     def result(turn, previous, gold, pred, response, act, update):
         change = update.apply(previous)
