@@ -415,6 +415,9 @@ def train(config: TrainConfig, source: DialogueSource | None = None) -> TrainSum
              model.model.config.dropout_rate, config.token_noise, config.bf16, model.text_format)
     try:
         while epoch < config.epochs and (config.max_steps is None or step < config.max_steps):
+            # every N-th batch to this process, split here rather than by an Accelerate DataLoader: that one reads
+            # a batch ahead, so a checkpoint would hold RNG states past the next batch's token noise and a resumed
+            # run would not repeat the uninterrupted one
             batches = batches_of(epoch)[: steps_per_epoch * world][accelerator.process_index::world]
             epoch_steps = len(batches)
             started, seen, loss_sum = time.time(), 0, 0.0
