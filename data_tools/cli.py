@@ -36,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train-dialogue", help="train the T5 belief tracker, policy and responder (multi-task)",
         description="Train the dialogue model on an I2Edit-format corpus (--data) or on new simulated dialogues "
-                    "every epoch (--simulate N). Several GPUs: torchrun --nproc_per_node N -m dialogue.train "
-                    "--data DIR --out DIR ...")
+                    "every epoch (--simulate N). Several GPUs: accelerate launch --num_processes N "
+                    "-m dialogue.train --data DIR --out DIR ... (or torchrun --nproc_per_node N)")
     add_train_arguments(train, data_required=False)
     train.add_argument("--simulate", type=int, default=None, metavar="N",
                        help="train on N new simulated dialogues each epoch (train-split wording), validated on the "

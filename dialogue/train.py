@@ -12,10 +12,11 @@ Training dialogues come from a `DialogueSource`: a corpus directory (`FileSource
 epoch) or, through `i2edit train-dialogue --simulate N`, N new simulated dialogues each epoch
 (`data_tools.fresh.SimulatedSource`).
 
-Several processes: start with `torchrun --nproc_per_node N -m dialogue.train ...` (or `accelerate launch`, which
-sets the same variables); each process takes every N-th batch of `batch_size` examples and
-`DistributedDataParallel` averages the gradients, so one optimizer step uses N x `batch_size` examples (the
-global batch) and an epoch has 1/N as many steps.
+Several processes: start with `accelerate launch --num_processes N -m dialogue.train ...` or
+`torchrun --nproc_per_node N -m dialogue.train ...`; Hugging Face Accelerate reads either launcher's
+environment, sets up the process group and wraps the model for gradient averaging. Each process takes every
+N-th batch of `batch_size` examples, so one optimizer step uses N x `batch_size` examples (the global batch) and
+an epoch has 1/N as many steps.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 import torch
+from accelerate import Accelerator
 
 from dialogue.deepen import deepen
 from dialogue.formats import (
@@ -46,37 +48,6 @@ CHECKPOINT = "checkpoint"
 STATE_FILE = "state.pt"
 LOG_FILE = "train_log.jsonl"
 SUBSAMPLED_TASKS = (ACT, REPLY, RESPOND)  # `response_ratio` of these are trained on per epoch
-
-
-@dataclass
-class Distributed:
-    """This process's place in a torchrun/accelerate launch (world 1 when started plainly)."""
-
-    rank: int
-    world: int
-    local_rank: int
-
-    @classmethod
-    def from_env(cls) -> "Distributed":
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                   int(os.environ.get("LOCAL_RANK", 0)))
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
-
-    def all_sum(self, values: Sequence[float]) -> list[float]:
-        if self.world == 1:
-            return list(values)
-        tensor = torch.tensor(list(values), dtype=torch.float64)
-        if torch.distributed.get_backend() == "nccl":
-            tensor = tensor.cuda()
-        torch.distributed.all_reduce(tensor)
-        return tensor.cpu().tolist()
 
 
 def read_split(data_dir: Path, split: str):
@@ -239,9 +210,9 @@ def collate(model: DialogueModel, pairs: Sequence[tuple[list[int], list[int]]]) 
             "decoder_input_ids": decoder_input_ids, "labels": labels}
 
 
-def validation_joint_accuracy(model: DialogueModel, dialogues, dist: Distributed, batch_size: int) -> float:
-    """Joint accuracy of the tracker on `dialogues` (gold history and gold previous state), the turns shared
-    among processes."""
+def validation_joint_accuracy(model: DialogueModel, dialogues, accelerator: Accelerator, batch_size: int) -> float:
+    """Joint accuracy of the tracker on `dialogues` (gold history and gold previous state), the turns split
+    among processes and their predictions gathered."""
     turns, golds = [], []
     for dialogue in dialogues:
         history: list[tuple[str, str]] = []
@@ -251,14 +222,11 @@ def validation_joint_accuracy(model: DialogueModel, dialogues, dist: Distributed
             golds.append(turn.belief_state)
             history.append((turn.user, turn.system))
             previous = turn.belief_state
-    mine = list(range(dist.rank, len(turns), dist.world))
     preds = []
-    for i in range(0, len(mine), batch_size):
-        chunk = [turns[j] for j in mine[i:i + batch_size]]
-        preds.extend(p.state for p in model.predict(chunk, track_only=True))
-    correct = joint_accuracy([golds[j] for j in mine], preds) * len(mine) if mine else 0.0
-    total_correct, total = dist.all_sum([correct, len(mine)])
-    return total_correct / max(total, 1)
+    with accelerator.split_between_processes(turns) as mine:
+        for i in range(0, len(mine), batch_size):
+            preds.extend(p.state for p in model.predict(mine[i:i + batch_size], track_only=True))
+    return joint_accuracy(golds, accelerator.gather_for_metrics(preds, use_gather_object=True))
 
 
 def text_format_of(config: TrainConfig, start: TextFormat | None) -> TextFormat:
@@ -269,7 +237,7 @@ def text_format_of(config: TrainConfig, start: TextFormat | None) -> TextFormat:
     return replace(base, **chosen)
 
 
-def _prepare_checkpoint(config: TrainConfig, dist: Distributed, source: DialogueSource) -> Path:
+def _prepare_checkpoint(config: TrainConfig, accelerator: Accelerator, source: DialogueSource) -> Path:
     """Make sure `OUT/checkpoint` holds a model to start from (a new one unless resuming)."""
     ckpt = config.out_dir / CHECKPOINT
     if config.resume:
@@ -285,7 +253,7 @@ def _prepare_checkpoint(config: TrainConfig, dist: Distributed, source: Dialogue
         raise ValueError(f"--deepen must be 1 or more, got {config.deepen}")
     if config.deepen != 1 and config.init is None:
         raise ValueError("--deepen grows the --init model; a --preset model has its preset's depth")
-    if dist.main:
+    if accelerator.is_main_process:
         if config.preset is not None:
             fmt = text_format_of(config, None)
             model = DialogueModel.from_preset(config.preset, corpus_texts(source.train(0), fmt), seed=config.seed,
@@ -297,15 +265,15 @@ def _prepare_checkpoint(config: TrainConfig, dist: Distributed, source: Dialogue
             fmt = text_format_of(config, model.text_format)
             model.settings = replace(model.settings, **asdict(fmt))
         model.save_pretrained(ckpt)
-    dist.barrier()
+    accelerator.wait_for_everyone()
     return ckpt
 
 
-def _save_checkpoint(model: DialogueModel, ckpt: Path, state: dict, dist: Distributed) -> None:
+def _save_checkpoint(model: DialogueModel, ckpt: Path, state: dict, accelerator: Accelerator) -> None:
     """Weights + training state (rank 0) and every rank's RNG state; written to a temp dir then swapped."""
     rng = {"python": random.getstate(), "torch": torch.get_rng_state(),
            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    if dist.main:
+    if accelerator.is_main_process:
         tmp = ckpt.with_name(CHECKPOINT + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
@@ -314,9 +282,9 @@ def _save_checkpoint(model: DialogueModel, ckpt: Path, state: dict, dist: Distri
             shutil.copy(old, tmp / old.name)
         shutil.rmtree(ckpt, ignore_errors=True)
         tmp.rename(ckpt)
-    dist.barrier()
-    torch.save(rng, ckpt / f"rng-{dist.rank}.pt")
-    dist.barrier()
+    accelerator.wait_for_everyone()
+    torch.save(rng, ckpt / f"rng-{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()
 
 
 @dataclass
@@ -356,22 +324,27 @@ def train(config: TrainConfig, source: DialogueSource | None = None) -> TrainSum
 
     `source` gives the dialogues (default: `FileSource` of `config.data_dir`). Raises
     `FileNotFoundError`/`ValueError` with the fix for bad data, directories or options.
+
+    Under `accelerate launch` or `torchrun` this is one of several processes (`Accelerator` reads the launcher's
+    environment and joins the process group, which is left open for the caller); started plainly it is the only
+    one. `--bf16` is a `torch.autocast` around the training forward pass, not Accelerate's `mixed_precision`:
+    that setting is fixed for the life of a Python process, and it would also run validation in bfloat16.
     """
-    from torch.nn.parallel import DistributedDataParallel
+    from accelerate.utils import set_seed
     from tqdm import tqdm
     from transformers import get_linear_schedule_with_warmup
 
     from dialogue.presets import get_preset
 
-    dist = Distributed.from_env()
-    if config.threads:
+    launched_precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if launched_precision != "no":
+        raise ValueError(f"`accelerate launch --mixed_precision {launched_precision}` is not used by this training: "
+                         f"launch without it and pass --bf16 for bfloat16 autocast")
+    # cpu=True without a GPU: Accelerate only treats several CPU processes as one run when told they are on CPU
+    accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available())
+    if config.threads:  # after Accelerator: on several CPU processes it sets a thread count of its own
         torch.set_num_threads(config.threads)
-    use_cuda = torch.cuda.is_available()
-    if use_cuda:
-        torch.cuda.set_device(dist.local_rank)
-    if dist.world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
-    device = torch.device(f"cuda:{dist.local_rank}" if use_cuda else "cpu")
+    device, world = accelerator.device, accelerator.num_processes
     if config.preset is not None:
         get_preset(config.preset)  # fail on a bad name before reading data
     if not 0.0 <= config.response_ratio <= 1.0:
@@ -381,7 +354,7 @@ def train(config: TrainConfig, source: DialogueSource | None = None) -> TrainSum
         source = FileSource(config.data_dir, config.train_dialogues, config.val_dialogues)
 
     val_dialogues = source.val()
-    ckpt = _prepare_checkpoint(config, dist, source)
+    ckpt = _prepare_checkpoint(config, accelerator, source)
     model = DialogueModel.from_pretrained(ckpt, device=device)
     state = torch.load(ckpt / STATE_FILE, weights_only=False) if config.resume else None
 
@@ -402,29 +375,30 @@ def train(config: TrainConfig, source: DialogueSource | None = None) -> TrainSum
         chosen = epoch_examples(data.tasks, config.response_ratio, config.seed, epoch)
         return epoch_batches(data.lengths, config.batch_size, config.seed, epoch, chosen)
 
-    steps_per_epoch = len(batches_of(0)) // dist.world
+    steps_per_epoch = len(batches_of(0)) // world
     if steps_per_epoch == 0:
         raise ValueError(f"{len(data.examples)} training examples make no batch of {config.batch_size} per process")
     total_steps = steps_per_epoch * config.epochs
 
     net = model.model
     net.train()
-    ddp = DistributedDataParallel(net, device_ids=[dist.local_rank] if use_cuda else None) if dist.world > 1 else net
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=0.01)
+    # the scheduler stays unprepared: Accelerate's wrapper would step it once per process per optimizer step,
+    # while `total_steps` already counts global steps
+    wrapped, optimizer = accelerator.prepare(net, torch.optim.AdamW(net.parameters(), lr=config.lr,
+                                                                    weight_decay=0.01))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     epoch, position, step, best = 0, 0, 0, -1.0
-    torch.manual_seed(config.seed + dist.rank)
-    random.seed(config.seed + dist.rank)
+    set_seed(config.seed, device_specific=True)  # seed + process index: each process draws its own noise
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         epoch, position, step, best = state["epoch"], state["position"], state["step"], state["best"]
-        rng_file = ckpt / f"rng-{dist.rank}.pt"
+        rng_file = ckpt / f"rng-{accelerator.process_index}.pt"
         if rng_file.is_file():
             rng = torch.load(rng_file, weights_only=False)
             random.setstate(rng["python"])
             torch.set_rng_state(rng["torch"])
-            if use_cuda and rng["cuda"] is not None:
+            if torch.cuda.is_available() and rng["cuda"] is not None:
                 torch.cuda.set_rng_state_all(rng["cuda"])
         log.info("resuming at epoch %d, batch %d (step %d, best val joint accuracy %.4f)",
                  epoch + 1, position, step, best)
@@ -437,24 +411,27 @@ def train(config: TrainConfig, source: DialogueSource | None = None) -> TrainSum
 
     log.info("%d training examples (%d dialogues, response ratio %g), %d steps of %d x %d examples per epoch, "
              "%d epochs, lr %g, dropout %s, token noise %g, bf16 %s, format %s", len(data.examples), data.dialogues,
-             config.response_ratio, steps_per_epoch, dist.world, config.batch_size, config.epochs, config.lr,
+             config.response_ratio, steps_per_epoch, world, config.batch_size, config.epochs, config.lr,
              model.model.config.dropout_rate, config.token_noise, config.bf16, model.text_format)
     try:
         while epoch < config.epochs and (config.max_steps is None or step < config.max_steps):
-            batches = batches_of(epoch)[: steps_per_epoch * dist.world][dist.rank::dist.world]
+            # every N-th batch to this process, split here rather than by an Accelerate DataLoader: that one reads
+            # a batch ahead, so a checkpoint would hold RNG states past the next batch's token noise and a resumed
+            # run would not repeat the uninterrupted one
+            batches = batches_of(epoch)[: steps_per_epoch * world][accelerator.process_index::world]
             epoch_steps = len(batches)
             started, seen, loss_sum = time.time(), 0, 0.0
             bar = tqdm(total=epoch_steps, initial=position, desc=f"epoch {epoch + 1}/{config.epochs}",
-                       disable=not dist.main, dynamic_ncols=True, mininterval=10)
+                       disable=not accelerator.is_main_process, dynamic_ncols=True, mininterval=10)
             net.train()
             while position < epoch_steps and (config.max_steps is None or step < config.max_steps):
                 examples = data.examples
                 batch = collate(model, [(noise(examples[i][0], random), examples[i][1]) for i in batches[position]])
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-                    loss = ddp(**batch).loss
+                    loss = wrapped(**batch).loss
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(net.parameters(), 1.0)
                 optimizer.step()
                 scheduler.step()
                 position, step = position + 1, step + 1
@@ -463,39 +440,41 @@ def train(config: TrainConfig, source: DialogueSource | None = None) -> TrainSum
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
                 if step % config.save_every == 0:
-                    _save_checkpoint(model, ckpt, snapshot(), dist)
+                    _save_checkpoint(model, ckpt, snapshot(), accelerator)
             bar.close()
             if position < epoch_steps:  # stopped by max_steps inside the epoch
                 break
             net.eval()
-            score = validation_joint_accuracy(model, val_dialogues, dist, config.eval_batch_size)
+            score = validation_joint_accuracy(model, val_dialogues, accelerator, config.eval_batch_size)
             seconds = time.time() - started
             record = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(position, 1),
                       "val_joint_accuracy": score, "seconds": round(seconds, 1),
-                      "examples_per_s": round(seen * dist.world / max(seconds, 1e-9), 1)}
+                      "examples_per_s": round(seen * world / max(seconds, 1e-9), 1)}
             log.info("epoch %d: %s", epoch + 1, record)
             if score > best:
                 best = score
-                if dist.main:
+                if accelerator.is_main_process:
                     model.save_pretrained(config.out_dir)
-            if dist.main:
+            if accelerator.is_main_process:
                 with open(config.out_dir / LOG_FILE, "a") as f:
                     f.write(json.dumps(record) + "\n")
             epoch, position = epoch + 1, 0
-            _save_checkpoint(model, ckpt, snapshot(), dist)
+            _save_checkpoint(model, ckpt, snapshot(), accelerator)
     except KeyboardInterrupt:
         log.warning("interrupted: saving a checkpoint to %s (continue with --resume)", ckpt)
-        _save_checkpoint(model, ckpt, snapshot(), dist)
+        _save_checkpoint(model, ckpt, snapshot(), accelerator)
         raise
     if config.max_steps is not None and position:
-        _save_checkpoint(model, ckpt, snapshot(), dist)
+        _save_checkpoint(model, ckpt, snapshot(), accelerator)
     return TrainSummary(best, epoch, step, model)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point for `torchrun -m dialogue.train` (the options of `i2edit train-dialogue` but --simulate: the
-    training dialogues come from --data)."""
+    """Entry point for `accelerate launch -m dialogue.train` and `torchrun -m dialogue.train` (the options of
+    `i2edit train-dialogue` but --simulate: the training dialogues come from --data)."""
     import argparse
+
+    from accelerate import PartialState
 
     parser = argparse.ArgumentParser(prog="python -m dialogue.train", description=__doc__.splitlines()[0])
     add_train_arguments(parser)
@@ -503,8 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(config_from_args(parser.parse_args(argv)))
     finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        PartialState().destroy_process_group()
     return 0
 
 

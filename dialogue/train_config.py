@@ -53,7 +53,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, data_required: bool = T
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64,
                         help="examples per optimizer step in each process (default 64); with N processes "
-                             "(torchrun) the global batch is N times this")
+                             "(accelerate launch, torchrun) the global batch is N times this")
     parser.add_argument("--lr", type=float, default=None,
                         help="AdamW learning rate (default 5e-5 with --init, the preset's own with --preset)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")

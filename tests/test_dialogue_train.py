@@ -1,4 +1,5 @@
-"""Training: the loss falls, an interrupted run resumes to the same weights, the DDP path on CPU (gloo)."""
+"""Training: the loss falls, an interrupted run resumes to the same weights, two processes on CPU (Accelerate,
+gloo)."""
 from __future__ import annotations
 
 import os
@@ -168,6 +169,13 @@ def test_bad_training_options_are_explained(corpus, tmp_path):
         train(_config(corpus, tmp_path / "g", preset=None, init=tmp_path, deepen=0))
 
 
+def test_accelerate_launch_mixed_precision_is_refused_for_the_bf16_option(corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what `accelerate launch --mixed_precision bf16` sets
+    with pytest.raises(ValueError, match="pass --bf16"):
+        train(_config(corpus, tmp_path / "mp"))
+    assert not (tmp_path / "mp").exists()  # refused before anything was written
+
+
 def test_deepen_starts_from_a_deeper_copy_of_the_init_model(corpus, tmp_path):
     start = DialogueModel.from_preset("tiny", corpus_texts(read_split(corpus, "train")))
     start.save_pretrained(tmp_path / "start")
@@ -202,7 +210,8 @@ torch.save({"steps": summary.steps, "sizes": sizes, "examples": total[0].item()}
 
 @pytest.mark.slow
 def test_ddp_path_with_two_gloo_processes(corpus, tmp_path):
-    """Two CPU processes as torchrun starts them (RANK/WORLD_SIZE/MASTER_* set), gloo backend."""
+    """Two CPU processes as torchrun (or `accelerate launch --multi_gpu`) starts them (RANK/WORLD_SIZE/MASTER_*
+    set): Accelerate joins them with the gloo backend and averages their gradients."""
     import subprocess
     import sys
 
@@ -223,7 +232,7 @@ def test_ddp_path_with_two_gloo_processes(corpus, tmp_path):
     assert (out / LOG_FILE).is_file() and (out / "model.safetensors").is_file()  # best model kept
     assert {p.name for p in (out / CHECKPOINT).glob("rng-*.pt")} == {"rng-0.pt", "rng-1.pt"}
     w0, w1 = (torch.load(out / f"weights-{r}.pt") for r in (0, 1))
-    assert torch.equal(w0, w1)  # each rank trained on different batches: DDP kept the replicas in sync
+    assert torch.equal(w0, w1)  # each rank trained on different batches: gradient averaging kept them in sync
     fresh = DialogueModel.from_preset("tiny", corpus_texts(read_split(corpus, "train")))
     assert not torch.equal(w0, torch.cat([p.detach().flatten() for p in fresh.model.parameters()]))
     # --batch-size is per process: each optimizer step of the two processes together used 2 x 8 examples
