@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from editing import clip_model
+from editing.networks import clip_model
 from editing.networks.checkpoints import CheckpointError
 from editing.networks.clip_model import OPENAI_MEAN, OPENAI_STD, area_resize, load_clip
 from editing.weights.fixtures import FIXTURE_CLIP_CONFIG, make_fixtures

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from editing.networks.checkpoints import CheckpointError, load_torch_file
+from editing.weights import weight_set
 from editing.weights.download import DownloadError, download, download_url
 from editing.weights.registry import (
     FFHQ_SET, MIRROR_ENV, REGISTRY, WEIGHTS_DIR_ENV, WeightRecord, check_file, weights_dir, weights_dir_origin,
@@ -167,7 +168,7 @@ def test_verify_and_list_commands(tmp_path, capsys):
 
 
 def test_manifest_and_set_errors(tmp_path, monkeypatch):
-    monkeypatch.setattr(weights, "DEMO_SET_DIR", tmp_path / "no_demo")
+    monkeypatch.setattr(weight_set, "DEMO_SET_DIR", tmp_path / "no_demo")
     with pytest.raises(FileNotFoundError, match="demo weight set"):
         resolve_set("demo")
     bad = tmp_path / "bad.json"
