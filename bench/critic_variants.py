@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dialogue.ontology import VALUE_INDEX
-from editing.calibrate import read_critic, thresholds_from_labels, value_scores
-from editing.critic import Critic
 from editing.demo_world.critic_calibration import CALIBRATION_OFFSET
 from editing.demo_world.world import heldout_batch
-from editing.image_tensors import pil_to_tensor
-from editing.weights import resolve_set
+from editing.pipeline.calibrate import read_critic, thresholds_from_labels, value_scores
+from editing.pipeline.critic import Critic
+from editing.pipeline.image_tensors import pil_to_tensor
+from editing.weights.weight_set import resolve_set
 
 
 def blur(x: torch.Tensor) -> torch.Tensor:

@@ -33,8 +33,8 @@ def judge_guided_edit(editor, judge, plan, values: list[int], settings):
     import torch
     import torch.nn.functional as F
 
-    from editing.losses import IdentityLoss, latent_l2
-    from editing.optimizer import styleclip_lr
+    from editing.pipeline.losses import IdentityLoss, latent_l2
+    from editing.pipeline.optimizer import styleclip_lr
 
     render = lambda w: editor.generator.synthesis(w, randomize_noise=False)  # noqa: E731
     with torch.no_grad():
@@ -59,8 +59,8 @@ def run_guide(guide: str, editor, judge, faces, settings) -> dict:
     import torch
 
     from dialogue.ontology import VALUE_INDEX
-    from editing.editor import plan_edit
-    from editing.prompts import attribute_texts
+    from editing.pipeline.editor import plan_edit
+    from editing.pipeline.prompts import attribute_texts
 
     clip = editor.clip.model
     editor.settings = settings if guide == "judge" else dataclasses.replace(settings, text_objective=guide)
@@ -105,9 +105,9 @@ def main() -> None:
     from editing.demo_world.evaluate import face_of
     from editing.demo_world.judge import load_judge
     from editing.demo_world.settings import demo_editor_settings, read_settings
-    from editing.editor import Editor
-    from editing.image_tensors import tensor_to_pil
-    from editing.weights import DEMO_SET_DIR
+    from editing.pipeline.editor import Editor
+    from editing.pipeline.image_tensors import tensor_to_pil
+    from editing.weights.weight_set import DEMO_SET_DIR
 
     torch.set_num_threads(1)
     if not args.data.is_file():

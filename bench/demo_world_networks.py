@@ -38,8 +38,8 @@ def load_set(weights: Path | None, runs: Path | None):
         from editing.demo_world.encoder_train import load_trained_encoder
         from editing.demo_world.generator_train import load_trained_generator
         from editing.demo_world.training import judge_path
-        from editing.identity import load_identity
-        from editing.weights import DEMO_SET_DIR
+        from editing.networks.identity import load_identity
+        from editing.weights.weight_set import DEMO_SET_DIR
 
         generator = load_trained_generator(runs / "generator")
         e4e = load_trained_encoder(runs / "e4e", runs / "generator") if (runs / "e4e" / "state.pt").is_file() else None
@@ -51,10 +51,10 @@ def load_set(weights: Path | None, runs: Path | None):
         else:
             identity = load_identity(DEMO_SET_DIR / "identity.pth")
         return generator, e4e, clip, identity, load_judge(judge_path(runs)), True
-    from editing.e4e import load_e4e
-    from editing.generator import load_generator
-    from editing.identity import load_identity
-    from editing.weights import resolve_set
+    from editing.networks.e4e import load_e4e
+    from editing.networks.generator import load_generator
+    from editing.networks.identity import load_identity
+    from editing.weights.weight_set import resolve_set
 
     weight_set = resolve_set(str(weights / "manifest.json"))
     settings = read_settings(weights)
@@ -84,7 +84,7 @@ def main() -> None:
     from editing.demo_world.generator_train import generator_agreement, render_known
     from editing.demo_world.identity_train import separation
     from editing.demo_world.world import heldout_batch
-    from editing.weights import DEMO_SET_DIR
+    from editing.weights.weight_set import DEMO_SET_DIR
 
     torch.set_num_threads(1)
     started = time.perf_counter()

@@ -56,7 +56,7 @@ def sheet_image(rows: list[tuple[str, "object", dict]], values: tuple[str, ...],
 
 
 def main() -> None:
-    from editing.weights import DEMO_SET_DIR
+    from editing.weights.weight_set import DEMO_SET_DIR
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=DEMO_SET_DIR, help="demo weight-set directory")
@@ -73,8 +73,8 @@ def main() -> None:
     from editing.demo_world.judge import load_judge
     from editing.demo_world.settings import SAMPLE_FACES, demo_editor_settings, read_settings
     from editing.demo_world.world import render_profile
-    from editing.editor import Editor
-    from editing.image_tensors import tensor_to_pil
+    from editing.pipeline.editor import Editor
+    from editing.pipeline.image_tensors import tensor_to_pil
 
     torch.set_num_threads(1)
     started = time.perf_counter()

@@ -36,12 +36,12 @@ def main() -> None:
 
     from dialogue.model import DialogueModel
     from editing.demo_world.settings import demo_editor_settings, sample_faces
-    from editing.editor import Editor
+    from editing.pipeline.editor import Editor
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     dialogue = DialogueModel.from_pretrained(args.dialogue_model, device="cpu")
-    from editing.weights import DEMO_SET_DIR
+    from editing.weights.weight_set import DEMO_SET_DIR
 
     weights = args.weights or DEMO_SET_DIR
     editor = Editor.from_weights(str(weights / "manifest.json"), settings=demo_editor_settings(weights), align_faces=False)

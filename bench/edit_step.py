@@ -35,10 +35,10 @@ def build(size: int, device: str):
     import open_clip
     import torch
 
-    from editing.checkpoints import freeze
-    from editing.clip_model import ClipScorer
-    from editing.generator import Generator
-    from editing.identity import Backbone, IdentityNet
+    from editing.networks.checkpoints import freeze
+    from editing.networks.clip_model import ClipScorer
+    from editing.networks.generator import Generator
+    from editing.networks.identity import Backbone, IdentityNet
 
     torch.manual_seed(0)
     generator = freeze(Generator(size, 512, 8, channel_multiplier=2), device)
@@ -55,9 +55,9 @@ def run_one(size: int, device: str, steps: int, fast: bool, threads: int | None,
     import torch
 
     from dialogue.ontology import BeliefState
-    from editing.metrics import identity_similarity, relevance
-    from editing.optimizer import OptimizerSettings, optimize_latent
-    from editing.prompts import description
+    from editing.pipeline.metrics import identity_similarity, relevance
+    from editing.pipeline.optimizer import OptimizerSettings, optimize_latent
+    from editing.pipeline.prompts import description
 
     if threads:
         torch.set_num_threads(threads)

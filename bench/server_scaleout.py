@@ -135,7 +135,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="write the figures as JSON to this file (e.g. results/...)")
     args = parser.parse_args()
 
-    from editing.fixtures import make_fixtures
+    from editing.weights.fixtures import make_fixtures
 
     root = Path(tempfile.mkdtemp(prefix="i2edit-scaleout-"))
     weights = root / "weights"

@@ -17,7 +17,6 @@ COMMAND_MODULES = (
     "data_tools.cli",
     "dialogue.cli",
     "editing.cli",
-    "editing.run_script_cli",
     "stylegan_ops.cli",
     "server.serve_cli",
 )

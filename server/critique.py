@@ -2,7 +2,7 @@
 "Try harder" may push.
 
 The editor records a verdict per requested value (`metrics["verdicts"]`: present, absent, or None where its
-weight set has no threshold for the value; `editing.critic`). When a value did not come out, the page adds a
+weight set has no threshold for the value; `editing.pipeline.critic`). When a value did not come out, the page adds a
 short follow-up message naming it, with a Try harder button while the effort can still grow.
 """
 from __future__ import annotations

@@ -84,7 +84,7 @@ def probe_editing(weights: str, device: str, align: str = "auto", preview_every:
     if weights.strip().lower() in ("none", "off", ""):
         return dialogue_only("editing is switched off (I2EDIT_WEIGHTS=none).")
     try:
-        from editing.weights import EDIT_ROLES, resolve_set
+        from editing.weights.weight_set import EDIT_ROLES, resolve_set
     except ImportError as exc:
         return dialogue_only(f"the editing code is not available ({exc}).")
     names = ("ffhq", "demo") if weights == "auto" else (weights,)
@@ -110,7 +110,7 @@ def probe_editing(weights: str, device: str, align: str = "auto", preview_every:
 def inversion_weights_id(weight_set, align_faces: bool) -> str:
     """`sha256:<digest of the e4e and generator files' SHA-256s>:align=<bool>`: equal on machines that hold the
     same files at other paths, so they share cached inversions (hashing the FFHQ files takes a few seconds)."""
-    from editing.weights import sha256_of
+    from editing.weights.registry import sha256_of
 
     digest = hashlib.sha256()
     for role in ("e4e", "generator"):
@@ -127,7 +127,7 @@ def _file_sha256(path: Path, size: int, mtime_ns: int, sha256_of: Callable[[Path
 
 
 def _setup_for(weight_set, device: str, align: str, preview_every: int) -> EditingSetup:
-    from editing.editor import Editor, Inversion
+    from editing.pipeline.editor import Editor, Inversion
 
     defaults = weight_set.editor  # what differs between weight sets comes with the set (its manifest)
     align_faces = {"on": True, "off": False}.get(align, defaults.align_faces)

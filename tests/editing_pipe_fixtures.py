@@ -1,5 +1,5 @@
 """Shared, process-wide fixtures for the editing pipeline tests: one fixture weight set (random networks
-in the public formats, `editing.fixtures.make_fixtures`), one Editor on it, and real photos from
+in the public formats, `editing.weights.fixtures.make_fixtures`), one Editor on it, and real photos from
 scikit-image. Built lazily, once per test process."""
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ _TEMP = tempfile.TemporaryDirectory(prefix="i2edit-pipe-")
 
 @functools.lru_cache(maxsize=None)
 def weight_set():
-    from editing.fixtures import make_fixtures
+    from editing.weights.fixtures import make_fixtures
 
     return make_fixtures(f"{_TEMP.name}/weights", size=FIXTURE_SIZE, seed=0)
 
 
 @functools.lru_cache(maxsize=None)
 def editor():
-    from editing.editor import Editor
+    from editing.pipeline.editor import Editor
 
     return Editor.from_weights(weight_set(), device="cpu")
 
@@ -47,7 +47,7 @@ def flat(color=(128, 128, 128), size=(200, 160)) -> Image.Image:
 
 def record_optimiser_texts(monkeypatch) -> list:
     """Let `Editor.edit` run the real optimiser, recording the CLIP texts of each call (one tuple per call)."""
-    import editing.editor as editor_module
+    import editing.pipeline.editor as editor_module
 
     calls = []
     real = editor_module.optimize_latent

@@ -32,8 +32,8 @@ def test_shipped_clip_tells_the_expression_and_texture_texts_apart():
     """At step 3000 the four expression texts had one embedding and straight/wavy another (pairwise cosines
     1.00), so the StyleCLIP optimiser had no direction towards any of them; the shipped CLIP keeps every pair
     of them well apart."""
-    from editing.prompts import attribute_text
-    from editing.weights import resolve_set
+    from editing.pipeline.prompts import attribute_text
+    from editing.weights.weight_set import resolve_set
 
     clip = resolve_set("demo").load("clip")
     names = ("smiling", "angry", "sad", "no smiling", "straight hair", "wavy hair")

@@ -85,7 +85,7 @@ def test_value_regions_sit_where_the_value_is_drawn():
 
 def test_region_weights_favour_the_mouth_and_widening_keeps_the_pictures():
     from editing.demo_world.generator_train import build_generator, region_weights, widen_generator
-    from editing.generator import Generator
+    from editing.networks.generator import Generator
 
     identities = sample_identities(4, seed=5)
     looks = sample_looks(4, torch.Generator().manual_seed(5))

@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from editing.weights import DEMO_SET_DIR
+from editing.weights.weight_set import DEMO_SET_DIR
 
 
 def test_generator_and_e4e_runs_resume_and_ship(tmp_path, monkeypatch):
@@ -15,8 +15,8 @@ def test_generator_and_e4e_runs_resume_and_ship(tmp_path, monkeypatch):
     from editing.demo_world.encoder_train import train_encoder
     from editing.demo_world.generator_train import train_generator
     from editing.demo_world.ship import ship_demo_set
-    from editing.e4e import load_e4e
-    from editing.generator import load_generator
+    from editing.networks.e4e import load_e4e
+    from editing.networks.generator import load_generator
 
     monkeypatch.setattr(generator_train, "MAPPING_FIT_STEPS", 2)
     runs = tmp_path / "runs"

@@ -9,10 +9,10 @@ from dialogue.ontology import VALUE_INDEX, BeliefState
 from editing.demo_world.judge import load_judge
 from editing.demo_world.settings import demo_editor_settings, read_settings, sample_faces
 from editing.demo_world.world import heldout_batch, render_profile
-from editing.e4e import load_e4e
-from editing.generator import load_generator
-from editing.identity import load_identity
-from editing.weights import DEMO_SET_DIR, EDIT_ROLES, resolve_set
+from editing.networks.e4e import load_e4e
+from editing.networks.generator import load_generator
+from editing.networks.identity import load_identity
+from editing.weights.weight_set import DEMO_SET_DIR, EDIT_ROLES, resolve_set
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def test_sample_faces_are_shipped():
 
 
 def test_short_edit_moves_the_judge_towards_the_requested_value():
-    from editing.editor import Editor
-    from editing.image_tensors import tensor_to_pil
+    from editing.pipeline.editor import Editor
+    from editing.pipeline.image_tensors import tensor_to_pil
 
     editor = Editor.from_weights("demo", settings=demo_editor_settings(), align_faces=False)
     judge = load_judge(DEMO_SET_DIR / read_settings()["judge"])

@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 
 from dialogue.ontology import VALUE_INDEX, VALUES
-from editing.calibrate import (
+from editing.pipeline.calibrate import (
     load_folder, read_critic, read_labels, thresholds_from_labels, value_scores, write_critic,
 )
-from editing.critic import Critic
-from editing.weights import read_manifest
+from editing.pipeline.critic import Critic
+from editing.weights.weight_set import read_manifest
 from server.cli import main
 from tests.editing_pipe_fixtures import weight_set
 
@@ -95,7 +95,7 @@ def test_thresholds_are_stored_in_the_manifest_or_beside_the_public_files(fixtur
 
 
 def test_calibrate_command_stores_thresholds_that_the_editor_then_uses(fixture_set, labelled_folder, capsys):
-    from editing.editor import Editor
+    from editing.pipeline.editor import Editor
 
     folder, label_file = labelled_folder
     manifest = fixture_set.root / "manifest.json"

@@ -6,11 +6,11 @@ import dataclasses
 import pytest
 import torch
 
-import editing.refine as refine_module
+import editing.pipeline.refine as refine_module
 from dialogue.ontology import BeliefState
-from editing.critic import Critic, calibrate_thresholds, fit_threshold, manifest_entry
-from editing.optimizer import OptimizerSettings
-from editing.refine import RefineSettings
+from editing.pipeline.critic import Critic, calibrate_thresholds, fit_threshold, manifest_entry
+from editing.pipeline.optimizer import OptimizerSettings
+from editing.pipeline.refine import RefineSettings
 from tests.editing_pipe_fixtures import astronaut, editor
 
 STEPS = 4

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from editing import clip_model
-from editing.checkpoints import CheckpointError
-from editing.clip_model import OPENAI_MEAN, OPENAI_STD, area_resize, load_clip
-from editing.fixtures import FIXTURE_CLIP_CONFIG, make_fixtures
+from editing.networks import clip_model
+from editing.networks.checkpoints import CheckpointError
+from editing.networks.clip_model import OPENAI_MEAN, OPENAI_STD, area_resize, load_clip
+from editing.weights.fixtures import FIXTURE_CLIP_CONFIG, make_fixtures
 
 
 @pytest.fixture(scope="module")

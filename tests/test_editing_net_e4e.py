@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from editing.checkpoints import CheckpointError
-from editing.e4e import E4E, Encoder4Editing, load_e4e
-from editing.fixtures import make_fixtures
-from editing.generator import Generator, load_generator
+from editing.networks.checkpoints import CheckpointError
+from editing.networks.e4e import E4E, Encoder4Editing, load_e4e
+from editing.networks.generator import Generator, load_generator
+from editing.weights.fixtures import make_fixtures
 
 DATA = Path(__file__).parent / "data" / "editing"
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from editing.checkpoints import CheckpointError
-from editing.discriminator import Discriminator
-from editing.generator import Generator, load_generator
-from editing.stylegan_layers import ModulatedConv2d
+from editing.networks.checkpoints import CheckpointError
+from editing.networks.discriminator import Discriminator
+from editing.networks.generator import Generator, load_generator
+from editing.networks.stylegan_layers import ModulatedConv2d
 
 DATA = Path(__file__).parent / "data" / "editing"
 SMALL = dict(size=32, style_dim=32, n_mlp=2, channels={4: 32, 8: 32, 16: 16, 32: 16})
@@ -197,7 +197,7 @@ def test_missing_kernel_buffers_are_regenerated(small_generator, tmp_path):
 def test_missing_latent_avg_is_estimated_with_a_log_line(small_generator, tmp_path, caplog):
     path = tmp_path / "no_avg.pt"
     torch.save({"g_ema": small_generator.state_dict()}, path)
-    with caplog.at_level(logging.INFO, logger="editing.generator"):
+    with caplog.at_level(logging.INFO, logger="editing.networks.generator"):
         loaded = load_generator(path)
     assert "no latent_avg" in caplog.text
     assert loaded.latent_avg.abs().sum() > 0

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from editing.checkpoints import CheckpointError
-from editing.identity import Backbone, IdentityNet, load_identity
+from editing.networks.checkpoints import CheckpointError
+from editing.networks.identity import Backbone, IdentityNet, load_identity
 
 DATA = Path(__file__).parent / "data" / "editing"
 SMALL_TRUNK = {"blocks": (1, 1, 1, 1), "widths": (16, 32, 48, 64)}

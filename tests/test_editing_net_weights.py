@@ -13,10 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from editing import weights
-from editing.checkpoints import CheckpointError, load_torch_file
-from editing.download import DownloadError, download, download_url
-from editing.weights import REGISTRY, ROLES, EditorDefaults, WeightFile, WeightRecord, resolve_set, weights_dir
+from editing.networks.checkpoints import CheckpointError, load_torch_file
+from editing.weights import weight_set
+from editing.weights.download import DownloadError, download, download_url
+from editing.weights.registry import (
+    FFHQ_SET, MIRROR_ENV, REGISTRY, WEIGHTS_DIR_ENV, WeightRecord, check_file, weights_dir, weights_dir_origin,
+)
+from editing.weights.weight_set import ROLES, EditorDefaults, WeightFile, resolve_set, write_manifest
 from server.cli import main as i2edit
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
@@ -81,7 +84,7 @@ def record(**changes) -> WeightRecord:
 
 
 def test_registry_records_are_well_formed():
-    assert set(weights.FFHQ_SET) == set(ROLES)
+    assert set(FFHQ_SET) == set(ROLES)
     for rec in REGISTRY.values():
         assert rec.role in ROLES and rec.sources and rec.download_url.startswith("https://")
         assert rec.sha256 is None or re.fullmatch(r"[0-9a-f]{8}|[0-9a-f]{64}", rec.sha256)
@@ -97,21 +100,21 @@ def test_a_published_sha256_prefix_is_checked(tmp_path):
     path = tmp_path / "file.bin"
     path.write_bytes(b"weights")
     digest = hashlib.sha256(b"weights").hexdigest()
-    ok = weights.check_file(path, digest[:8])
+    ok = check_file(path, digest[:8])
     assert ok.status == "ok" and "published prefix" in ok.detail
-    assert weights.check_file(path, digest).status == "ok"
-    assert weights.check_file(path, "00000000").status == "mismatch"
-    assert weights.check_file(path, digest[:4]).status == "mismatch"  # too short to mean anything
-    assert REGISTRY["ir-se50"].loader == "editing.identity.load_identity"
+    assert check_file(path, digest).status == "ok"
+    assert check_file(path, "00000000").status == "mismatch"
+    assert check_file(path, digest[:4]).status == "mismatch"  # too short to mean anything
+    assert REGISTRY["ir-se50"].loader == "editing.networks.identity.load_identity"
 
 
 def test_weights_dir_precedence(monkeypatch, tmp_path):
-    monkeypatch.delenv(weights.WEIGHTS_DIR_ENV, raising=False)
+    monkeypatch.delenv(WEIGHTS_DIR_ENV, raising=False)
     assert weights_dir() == Path("~/.cache/i2edit/weights").expanduser()
-    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path / "env"))
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path / "env"))
     assert weights_dir() == tmp_path / "env"
     assert weights_dir(tmp_path / "cli") == tmp_path / "cli"
-    assert weights.weights_dir_origin(tmp_path) == "--weights-dir"
+    assert weights_dir_origin(tmp_path) == "--weights-dir"
 
 
 def test_ffhq_set_reports_where_it_looked_and_how_to_get_a_file(tmp_path):
@@ -165,7 +168,7 @@ def test_verify_and_list_commands(tmp_path, capsys):
 
 
 def test_manifest_and_set_errors(tmp_path, monkeypatch):
-    monkeypatch.setattr(weights, "DEMO_SET_DIR", tmp_path / "no_demo")
+    monkeypatch.setattr(weight_set, "DEMO_SET_DIR", tmp_path / "no_demo")
     with pytest.raises(FileNotFoundError, match="demo weight set"):
         resolve_set("demo")
     bad = tmp_path / "bad.json"
@@ -226,7 +229,7 @@ def test_download_command_uses_the_mirror(server, tmp_path, monkeypatch, capsys)
     handler, base = server
     handler.files["model_ir_se50.pth"] = PAYLOAD
     handler.files["ViT-B-32.pt"] = PAYLOAD  # not OpenAI's file: its published sha256 cannot match
-    monkeypatch.setenv(weights.MIRROR_ENV, base)
+    monkeypatch.setenv(MIRROR_ENV, base)
     assert i2edit(["weights", "download", "ir-se50", "--weights-dir", str(tmp_path), "--quiet"]) == 0
     assert (tmp_path / "model_ir_se50.pth").read_bytes() == PAYLOAD
     assert "saved" in capsys.readouterr().out
@@ -241,7 +244,7 @@ def test_the_manifest_says_how_the_set_edits(tmp_path):
     (tmp_path / "g.pt").write_bytes(b"x")
     defaults = EditorDefaults(optimizer={"steps": 7, "text_objective": "per_attribute"}, align_faces=False,
                               real_photos=False)
-    path = weights.write_manifest(tmp_path, "faces", {"generator": {"file": "g.pt"}}, editor=defaults)
+    path = write_manifest(tmp_path, "faces", {"generator": {"file": "g.pt"}}, editor=defaults)
     ws = resolve_set(path)
     assert ws.editor == defaults
     settings = ws.optimizer_settings(preview_every=3)
@@ -251,7 +254,7 @@ def test_the_manifest_says_how_the_set_edits(tmp_path):
 
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "g.pt").write_bytes(b"x")
-    plain = resolve_set(weights.write_manifest(tmp_path / "plain", "plain", {"generator": {"file": "g.pt"}}))
+    plain = resolve_set(write_manifest(tmp_path / "plain", "plain", {"generator": {"file": "g.pt"}}))
     assert plain.editor == EditorDefaults() and plain.editor.align_faces and plain.editor.real_photos
     assert plain.optimizer_settings().steps == 300  # the paper's
     assert resolve_set("ffhq", tmp_path).editor == EditorDefaults()

@@ -12,7 +12,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from editing_pipe_fixtures import astronaut, coffee, flat  # noqa: E402
 
-from editing.align import (  # noqa: E402
+from editing.pipeline.align import (  # noqa: E402
     NoFaceError,
     align_face,
     crop_quad,
@@ -83,7 +83,7 @@ def test_several_faces_pick_the_largest_and_warn(caplog):
     canvas = Image.new("RGB", (800, 512), (200, 200, 200))
     canvas.paste(small, (0, 128))
     canvas.paste(big, (288, 0))
-    with caplog.at_level(logging.WARNING, logger="editing.align"):
+    with caplog.at_level(logging.WARNING, logger="editing.pipeline.align"):
         face = largest_face(canvas)
     assert face.box[0] > 288  # the full-size copy
     assert any("faces found" in r.getMessage() for r in caplog.records)

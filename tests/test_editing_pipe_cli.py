@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from editing_pipe_fixtures import astronaut, coffee, editor, record_optimiser_texts, weight_set  # noqa: E402
 
 from dialogue.records import read_dialogues  # noqa: E402
-from editing.evaluation import evaluate_editing, images_from_dir  # noqa: E402
+from editing.evaluation.evaluate import evaluate_editing, images_from_dir  # noqa: E402
 from server.cli import main  # noqa: E402
 
 
@@ -157,7 +157,7 @@ def test_evaluate_editing_takes_an_image_provider_and_limit(tmp_path):
 def test_evaluate_editing_computes_fid_between_edited_and_original_sets(tmp_path):
     import torch
 
-    from editing.metrics import FidInception
+    from editing.pipeline.metrics import FidInception
 
     class MeanColour(torch.nn.Module):  # stands in for InceptionV3: [B, 3, H, W] -> [[B, 3, 1, 1]]
         def __init__(self):

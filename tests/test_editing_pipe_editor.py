@@ -12,12 +12,12 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from editing_pipe_fixtures import astronaut, editor, record_optimiser_texts, weight_set  # noqa: E402
 
-import editing.editor as editor_module  # noqa: E402
+import editing.pipeline.editor as editor_module  # noqa: E402
 from dialogue.ontology import BeliefState  # noqa: E402
 from editing import EditResult, Editor, Inversion  # noqa: E402
-from editing.editor import plan_edit  # noqa: E402
-from editing.optimizer import OptimizerSettings  # noqa: E402
-from editing.prompts import description  # noqa: E402
+from editing.pipeline.editor import plan_edit  # noqa: E402
+from editing.pipeline.optimizer import OptimizerSettings  # noqa: E402
+from editing.pipeline.prompts import description  # noqa: E402
 
 STEPS = 2
 
@@ -158,7 +158,7 @@ def test_single_mode_without_a_target_keeps_the_previous_image(inversion, monkey
 def test_from_weights_names_missing_files(tmp_path):
     import shutil
 
-    from editing.weights import read_manifest
+    from editing.weights.weight_set import read_manifest
 
     source = weight_set()
     for name in ("manifest.json", "generator.pt", "e4e.pt", "clip.safetensors", "clip.json"):

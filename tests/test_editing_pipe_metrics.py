@@ -13,9 +13,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from editing_pipe_fixtures import astronaut, editor  # noqa: E402
 
 from dialogue.ontology import BeliefState  # noqa: E402
-from editing.editor import Editor  # noqa: E402
-from editing.checkpoints import CheckpointError  # noqa: E402
-from editing.metrics import (  # noqa: E402
+from editing.networks.checkpoints import CheckpointError  # noqa: E402
+from editing.pipeline.editor import Editor  # noqa: E402
+from editing.pipeline.metrics import (  # noqa: E402
     FidInception,
     frechet_distance,
     load_fid_inception,
@@ -23,7 +23,7 @@ from editing.metrics import (  # noqa: E402
     relevance,
     torch_hub_file,
 )
-from editing.prompts import attribute_text  # noqa: E402
+from editing.pipeline.prompts import attribute_text  # noqa: E402
 
 
 @pytest.fixture(scope="module")

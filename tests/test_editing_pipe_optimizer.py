@@ -13,8 +13,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from editing_pipe_fixtures import editor  # noqa: E402
 
-from editing.losses import ClipLoss, latent_l2  # noqa: E402
-from editing.optimizer import Cancelled, OptimizerSettings, optimize_latent, styleclip_lr  # noqa: E402
+from editing.pipeline.losses import ClipLoss, latent_l2  # noqa: E402
+from editing.pipeline.optimizer import Cancelled, OptimizerSettings, optimize_latent, styleclip_lr  # noqa: E402
 
 TEXT = "a face of a person with a smile"
 

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from dialogue.ontology import VALUES, BeliefState
-from editing.prompts import (
+from editing.pipeline.prompts import (
     PHRASES,
     REMOVED,
     SUBJECT,

@@ -1,4 +1,4 @@
-"""The HTML report (`editing.report`): its summary block, plots by turn, contact sheets and the optional
+"""The HTML report (`editing.evaluation.report`): its summary block, plots by turn, contact sheets and the optional
 per-turn fields (judge verdicts, a true target picture and its distances) that the demo world adds."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from editing.contact_sheet import render_contact_sheet
-from editing.evaluation import TurnRecord
-from editing.report import dialogue_views, markdown_to_html, write_report
+from editing.evaluation.contact_sheet import render_contact_sheet
+from editing.evaluation.evaluate import TurnRecord
+from editing.evaluation.report import dialogue_views, markdown_to_html, write_report
 
 SUMMARY = """Editing evaluation: 2 dialogues.
 

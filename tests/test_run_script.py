@@ -16,8 +16,8 @@ from test_editing_report import page_sources  # noqa: E402
 from test_server_browser import CHROMIUM_ARGS, chromium_path  # noqa: E402
 
 from dialogue.ontology import BeliefState  # noqa: E402
-from editing.prompt_script import ScriptFileError, read_script  # noqa: E402
-from editing.run_script import run_script  # noqa: E402
+from editing.evaluation.prompt_script import ScriptFileError, read_script  # noqa: E402
+from editing.evaluation.run_script import run_script  # noqa: E402
 from server.cli import main  # noqa: E402
 
 SCRIPT = """\
@@ -216,7 +216,7 @@ def test_a_second_run_skips_finished_dialogues(finished_run, script_dir, monkeyp
     out = finished_run[0]
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("dialogues/*/dialogue.json")}
     assert len(stamps) == 2
-    from editing.editor import Editor
+    from editing.pipeline.editor import Editor
 
     def no_edit(*args, **kwargs):
         raise AssertionError("a finished dialogue was edited again")

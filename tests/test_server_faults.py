@@ -123,7 +123,7 @@ def test_a_worker_whose_editor_cannot_load_claims_nothing_and_says_so(make_app, 
 
 @pytest.fixture(scope="module")
 def fixture_weights(tmp_path_factory):
-    from editing import fixtures
+    from editing.weights import fixtures
 
     out = tmp_path_factory.mktemp("weights")
     fixtures.make_fixtures(out, size=32)

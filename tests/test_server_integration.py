@@ -13,7 +13,7 @@ from server_fixtures import FakeDialogue, LiveServer, make_settings, png_bytes, 
 
 from dialogue.model import default_model_dir  # noqa: E402
 from dialogue.ontology import BeliefState  # noqa: E402
-from editing import fixtures  # noqa: E402
+from editing.weights import fixtures  # noqa: E402
 from server.app import create_app, shutdown, start  # noqa: E402
 from server.dialogue_service import DialogueService, load_dialogue  # noqa: E402
 from server.editing_setup import probe_editing  # noqa: E402

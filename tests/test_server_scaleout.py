@@ -73,7 +73,7 @@ def test_a_notify_wakes_a_listener_in_another_process_at_once(database_url):
 
 @pytest.fixture(scope="module")
 def fixture_weights(tmp_path_factory):
-    from editing import fixtures
+    from editing.weights import fixtures
 
     out = tmp_path_factory.mktemp("weights")
     fixtures.make_fixtures(out, size=32)

@@ -1,4 +1,4 @@
-"""Captions of demo-world faces, written with the pipeline's own prompt templates (`editing.prompts`).
+"""Captions of demo-world faces, written with the pipeline's own prompt templates (`editing.pipeline.prompts`).
 
 A caption makes claims about a face: some values it shows (phrased like the optimiser's description of a
 belief state) and, sometimes, values it does not show (phrased like a single-turn edit's removed values:
@@ -16,7 +16,7 @@ import torch
 
 from data_tools.faces.look import ADDITIVE
 from dialogue.ontology import VALUES, BeliefState
-from editing.prompts import REMOVED, change_description, description
+from editing.pipeline.prompts import REMOVED, change_description, description
 
 # Values a caption may deny: the additive ones, whose removal phrase means "not this".
 DENIABLE = tuple(VALUES[i] for i in ADDITIVE if REMOVED[VALUES[i]] is not None)

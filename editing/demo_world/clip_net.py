@@ -16,7 +16,7 @@ def build_clip():
     import open_clip
     from open_clip.model import CLIP
 
-    from editing.clip_model import ClipScorer
+    from editing.networks.clip_model import ClipScorer
 
     model = CLIP(**CLIP_CONFIG)
     tokenizer = open_clip.SimpleTokenizer(context_length=CLIP_CONFIG["text_cfg"]["context_length"])

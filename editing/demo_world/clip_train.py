@@ -39,7 +39,7 @@ from editing.demo_world.captions import agreement, caption_for
 from editing.demo_world.clip_net import build_clip
 from editing.demo_world.loop import load_run_modules, train_loop
 from editing.demo_world.world import degrade, heldout_batch, sample_batch
-from editing.prompts import attribute_text
+from editing.pipeline.prompts import attribute_text
 
 log = logging.getLogger(__name__)
 

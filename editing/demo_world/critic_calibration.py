@@ -5,9 +5,9 @@ come from a held-out seed that no training stream uses (`world.heldout_batch`, i
 """
 from __future__ import annotations
 
-from editing.calibrate import thresholds_from_labels, value_scores, write_critic
-from editing.critic import Threshold, manifest_entry
 from editing.demo_world.world import heldout_batch
+from editing.pipeline.calibrate import thresholds_from_labels, value_scores, write_critic
+from editing.pipeline.critic import Threshold, manifest_entry
 
 CALIBRATION_OFFSET = 50_000  # a held-out set of its own (the networks' checks use other offsets)
 

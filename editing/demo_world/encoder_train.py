@@ -23,8 +23,8 @@ from editing.demo_world.generator_train import (
 )
 from editing.demo_world.loop import load_run_modules, train_loop
 from editing.demo_world.world import SIZE, degrade
-from editing.e4e import E4E, Encoder4Editing
-from editing.generator import Generator
+from editing.networks.e4e import E4E, Encoder4Editing
+from editing.networks.generator import Generator
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def train_encoder(run_dir: Path, generator_run: Path, steps: int = 5000, batch: 
 
 def _initial_encoder(run_dir: Path, init: Path) -> Encoder4Editing:
     """The e4e encoder of the weight set `init`, kept as `run_dir/init/e4e.pt` for resumed runs."""
-    from editing.e4e import load_e4e
+    from editing.networks.e4e import load_e4e
 
     kept = run_dir / "init" / "e4e.pt"
     if not kept.is_file():

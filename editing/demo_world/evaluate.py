@@ -1,7 +1,7 @@
 """`i2edit demo-world eval`: the paper's multi-turn vs single-turn editing experiment on the demo world.
 
 Every test-split dialogue is about a face rendered from its `"profile"` (the identity comes from the
-dialogue's image name). `editing.evaluation.evaluate_editing` edits every turn in both modes with the demo
+dialogue's image name). `editing.evaluation.evaluate.evaluate_editing` edits every turn in both modes with the demo
 set (Table 4: AvgRel / MinRel with the demo CLIP, identity similarity); a per-turn hook adds what the
 independent attribute judge sees and how far each edit is from the right answer:
 
@@ -36,7 +36,7 @@ import torch
 from dialogue.ontology import VALUE_INDEX, BeliefState
 from editing.demo_world.judge import AttributeJudge, present_values
 from editing.demo_world.sheets import DialogueSheet, turn_header
-from editing.weights import DEMO_SET_DIR
+from editing.weights.weight_set import DEMO_SET_DIR
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def face_of(dialogue, size: int) -> torch.Tensor:
 
 def _fid(edits: list[torch.Tensor], targets: list[torch.Tensor]) -> float | None:
     """Fréchet distance between two lists of judge embeddings [1, D] (None with fewer than 2 each)."""
-    from editing.metrics import frechet_distance
+    from editing.pipeline.metrics import frechet_distance
 
     if min(len(edits), len(targets)) < 2:
         return None
@@ -307,7 +307,7 @@ def evaluate_demo_world(split_file: Path | None = None, limit: int | None = None
                         weights_dir: Path = DEMO_SET_DIR, fid_samples: int = 2000,
                         show_progress: bool = True, refine_rounds: int | None = None) -> dict[str, Any]:
     """Run the evaluation and write `demo_world.json`, `demo_world.md`, `evaluate_editing`'s Table 4 files,
-    `sheets/*.png`, `random_samples.png`, `images/target/*.png` and `report.html` (`editing.report`) into
+    `sheets/*.png`, `random_samples.png`, `images/target/*.png` and `report.html` (`editing.evaluation.report`) into
     `out_dir`; returns the JSON object. `fid_samples`: images per set for `fidelity.generator_fidelity`
     (0 skips it). `refine_rounds`: the critic's refinement rounds per edit (None: the editor's own; 0: edits are
     judged but not refined; no effect without calibrated thresholds)."""
@@ -315,10 +315,10 @@ def evaluate_demo_world(split_file: Path | None = None, limit: int | None = None
     from editing.demo_world.fidelity import generator_fidelity, random_sheet
     from editing.demo_world.judge import load_judge
     from editing.demo_world.settings import WORLD_LATENT, demo_editor_settings, read_settings
-    from editing.editor import Editor
-    from editing.evaluation import evaluate_editing, save_image
-    from editing.image_tensors import tensor_to_pil
-    from editing.report import write_report
+    from editing.evaluation.evaluate import evaluate_editing, save_image
+    from editing.evaluation.report import write_report
+    from editing.pipeline.editor import Editor
+    from editing.pipeline.image_tensors import tensor_to_pil
 
     path = Path(split_file or DEFAULT_DIALOGUES)
     if not path.is_file():

@@ -47,7 +47,7 @@ def generator_fidelity(generator, judge, e4e=None, n: int = 2000, own_codes: boo
     """Fréchet distances (judge features) of `n` random G(z), of G at the renders' own codes (when `own_codes`)
     and of `e4e`'s inversions (when given) against `n` renders of random z; also `renders_split`: the
     distance between two halves of the renders (the floor that `n` samples allow)."""
-    from editing.metrics import frechet_distance
+    from editing.pipeline.metrics import frechet_distance
 
     z = world_codes(n, REFERENCE_SEED, generator.style_dim)
     renders = render_faces(*params_from_latent(z), generator.size)

@@ -35,7 +35,7 @@ from data_tools.faces.latent import latent_from_params, params_from_latent
 from data_tools.faces.regions import value_regions
 from editing.demo_world.loop import load_run_modules, train_loop
 from editing.demo_world.world import SIZE, heldout_batch
-from editing.generator import Generator
+from editing.networks.generator import Generator
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,8 @@ def mean_w(generator: Generator, n: int = 4096) -> torch.Tensor:
 def _warm_start(run_dir: Path, init: Path, generator: Generator):
     """Copy the init weight set's generator and e4e into `run_dir/init` (so a resumed run needs nothing else),
     load its widened synthesis network into `generator` and return the e4e (the mapping fit's teacher)."""
-    from editing.e4e import load_e4e
-    from editing.generator import load_generator
+    from editing.networks.e4e import load_e4e
+    from editing.networks.generator import load_generator
 
     kept = run_dir / "init"
     kept.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from data_tools.faces import render_faces, sample_identities
 from data_tools.faces.look import sample_looks
 from editing.demo_world.loop import load_run_modules, train_loop
 from editing.demo_world.world import SIZE, degrade
-from editing.identity import Backbone, IdentityNet
+from editing.networks.identity import Backbone, IdentityNet
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from editing.weights import DEMO_SET_DIR, MANIFEST_NAME, read_manifest
+from editing.weights.weight_set import DEMO_SET_DIR, MANIFEST_NAME, read_manifest
 
 SETTINGS_FILE = "demo_world.json"
 # The value of the settings' "latent" entry for a generator trained on the world's own latent space

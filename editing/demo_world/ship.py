@@ -1,5 +1,5 @@
 """Export the trained demo-world networks into `editing/demo_set/` in the public checkpoint formats, with the
-weight-set manifest (`editing.weights`), the judge, sample faces for the chat server and the demo settings.
+weight-set manifest (`editing.weights.weight_set`), the judge, sample faces for the chat server and the demo settings.
 
 Files written (all loadable by the same loaders as the public checkpoints):
 - `generator.pt`: {"g_ema", "latent_avg"} like `stylegan2-ffhq-config-f.pt`;
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from editing.demo_world.settings import DEMO_OPTIMIZER, SAMPLE_FACES, SETTINGS_FILE, WORLD_LATENT
-from editing.weights import DEMO_SET_DIR, EditorDefaults, write_manifest
+from editing.weights.weight_set import DEMO_SET_DIR, EditorDefaults, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def ship_demo_set(runs_root: Path, out: Path | None = None, base: Path = DEMO_SE
     from editing.demo_world.identity_train import load_trained_identity
     from editing.demo_world.judge import load_judge, save_judge
     from editing.demo_world.world import render_profile
-    from editing.image_tensors import tensor_to_pil
+    from editing.pipeline.image_tensors import tensor_to_pil
 
     out = Path(out or DEMO_SET_DIR)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ DEFAULT_STEPS = {"judge": 600, "generator": 16000, "clip": 7000, "identity": 600
 
 def judge_path(runs_root: Path) -> Path:
     """The judge of the judge run under `runs_root` when there is one, else the shipped demo set's."""
-    from editing.weights import DEMO_SET_DIR
+    from editing.weights.weight_set import DEMO_SET_DIR
 
     trained = runs_root / "judge" / "judge.safetensors"
     return trained if trained.is_file() else DEMO_SET_DIR / "judge.safetensors"

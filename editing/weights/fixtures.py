@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from editing.weights import WeightSet, read_manifest, write_manifest
+from editing.weights.weight_set import WeightSet, read_manifest, write_manifest
 
 FIXTURE_STYLE_DIM = 64
 FIXTURE_N_MLP = 2
@@ -40,9 +40,9 @@ def make_fixtures(out_dir: str | Path, size: int = 64, seed: int = 0) -> WeightS
     from open_clip.model import CLIP
     from safetensors.torch import save_file
 
-    from editing.e4e import Encoder4Editing
-    from editing.generator import Generator
-    from editing.identity import Backbone
+    from editing.networks.e4e import Encoder4Editing
+    from editing.networks.generator import Generator
+    from editing.networks.identity import Backbone
 
     if size < 32 or size > 1024 or size & (size - 1):
         raise ValueError(f"fixture size must be a power of two from 32 to 1024, not {size}")

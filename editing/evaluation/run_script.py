@@ -1,6 +1,6 @@
-"""`i2edit run-script`: run the dialogues of a prompt file (`editing.prompt_script`) through the tracker and the
-editor turn by turn, and write each turn's image, state, reply and metrics, a contact sheet per dialogue and
-the HTML report.
+"""`i2edit run-script`: run the dialogues of a prompt file (`editing.evaluation.prompt_script`) through the
+tracker and the editor turn by turn, and write each turn's image, state, reply and metrics, a contact sheet per
+dialogue and the HTML report.
 
 `run_script` runs the entries that `read_script` accepted; an entry whose photo cannot be used (missing, not
 an image, no face) or whose sample face does not exist fails alone and the others still run. Each finished
@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 from PIL import UnidentifiedImageError
 
 from dialogue.ontology import BeliefState
-from editing.prompt_script import EntryError, ScriptEntry
+from editing.evaluation.prompt_script import EntryError, ScriptEntry
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +140,10 @@ def run_script(entries: Sequence[ScriptEntry], editor, out_dir: str | Path, mode
     """
     from tqdm import tqdm
 
-    from editing.align import NoFaceError
-    from editing.contact_sheet import render_contact_sheet
-    from editing.evaluation import TurnRecord, save_image, turn_record
-    from editing.report import dialogue_views
+    from editing.evaluation.contact_sheet import render_contact_sheet
+    from editing.evaluation.evaluate import TurnRecord, save_image, turn_record
+    from editing.evaluation.report import dialogue_views
+    from editing.pipeline.align import NoFaceError
 
     out = Path(out_dir)
     sample_dir = Path(sample_dir) if sample_dir is not None else None
@@ -234,8 +234,8 @@ def write_run_outputs(run: ScriptRun, out_dir: str | Path, modes: Sequence[str],
                       skipped_metrics: Mapping[str, str], title: str) -> dict[str, Path]:
     """Write the run's summary (`table4.md`, `table4.json`, `turns.jsonl` over every finished dialogue),
     `errors.json` (the failed entries, an empty list when none) and `report.html`; returns their paths."""
-    from editing.evaluation import EditingEvaluation, summarise_modes
-    from editing.report import write_report
+    from editing.evaluation.evaluate import EditingEvaluation, summarise_modes
+    from editing.evaluation.report import write_report
 
     out = Path(out_dir)
     summaries, per_turn = summarise_modes(run.records, modes)

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from editing.checkpoints import CheckpointError
+from editing.networks.checkpoints import CheckpointError
 
 IR_SE50_BLOCKS = (3, 4, 14, 3)
 IR_SE50_WIDTHS = (64, 128, 256, 512)

@@ -18,10 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from editing.checkpoints import CheckpointError, freeze, load_strict, load_torch_file, require_entry, strip_prefix
-from editing.generator import Generator, generator_from_state
-from editing.irse import IR_SE50_BLOCKS, IR_SE50_WIDTHS, check_trunk, infer_trunk, make_body, make_input_layer, stage_ends
-from editing.stylegan_layers import EqualLinear
+from editing.networks.checkpoints import (
+    CheckpointError, freeze, load_strict, load_torch_file, require_entry, strip_prefix,
+)
+from editing.networks.generator import Generator, generator_from_state
+from editing.networks.irse import (
+    IR_SE50_BLOCKS, IR_SE50_WIDTHS, check_trunk, infer_trunk, make_body, make_input_layer, stage_ends,
+)
+from editing.networks.stylegan_layers import EqualLinear
 
 
 

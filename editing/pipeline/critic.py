@@ -1,7 +1,7 @@
 """The critic: does an edited image show each requested value? CLIP's verdict against a threshold per value.
 
 The score of a value is the cosine between the CLIP embedding of the image and that of the value's text
-(`editing.prompts.attribute_text`), the same number as the per-attribute relevance of paper eq. 1. A value is
+(`editing.pipeline.prompts.attribute_text`), the same number as the per-attribute relevance of paper eq. 1. A value is
 judged present when its score reaches the value's threshold. Thresholds are calibrated per weight set on
 images with and without each value (`calibrate_thresholds`): the demo set on its own renders, the public
 weights on a user's labelled folder of aligned faces (`i2edit calibrate`). They live in the weight set's

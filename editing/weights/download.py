@@ -9,7 +9,7 @@ import logging
 import os
 from pathlib import Path
 
-from editing.weights import MIRROR_ENV, WeightRecord, check_file
+from editing.weights.registry import MIRROR_ENV, WeightRecord, check_file
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import torch
 class ClipLoss:
     """1 - cosine between the CLIP embedding of images and of a text, averaged over one or more texts.
 
-    `clip` is an `editing.clip_model.ClipScorer` (normalised `encode_image` / `encode_text` that do
+    `clip` is an `editing.networks.clip_model.ClipScorer` (normalised `encode_image` / `encode_text` that do
     their own preprocessing); `texts` one text (StyleCLIP's objective) or several (the mean of their
     terms: the per-attribute objective, one minus the AvgRel of paper eq. 1); `weights` one positive
     weight per text for a weighted mean (the critic's refinement weights a value that fell short up;
@@ -43,7 +43,7 @@ class ClipLoss:
 class IdentityLoss:
     """1 - cosine between identity embeddings of images and of a fixed reference image.
 
-    `identity` is an `editing.identity.IdentityNet` (images in [-1, 1] -> [B, 512] unit norm);
+    `identity` is an `editing.networks.identity.IdentityNet` (images in [-1, 1] -> [B, 512] unit norm);
     `reference` [1, 3, H, W] in [-1, 1]; `__call__(images [B, 3, H, W]) -> [B]`.
     """
 

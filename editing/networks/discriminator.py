@@ -13,8 +13,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from editing.generator import default_channels
-from editing.stylegan_layers import Blur, EqualConv2d, EqualLinear, FusedLeakyReLU
+from editing.networks.generator import default_channels
+from editing.networks.stylegan_layers import Blur, EqualConv2d, EqualLinear, FusedLeakyReLU
 
 
 class ConvLayer(nn.Sequential):

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from editing.prompts import TEXT_OBJECTIVES
+from editing.pipeline.prompts import TEXT_OBJECTIVES
 
 
 def add_editing_options(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +64,7 @@ def register(subparsers) -> None:
 
 
 def weight_set_from_args(args):
-    from editing.weights import resolve_set
+    from editing.weights.weight_set import resolve_set
 
     return resolve_set(args.weights or args.weights_dir or "ffhq", args.weights_dir)
 
@@ -72,7 +72,7 @@ def weight_set_from_args(args):
 def editor_from_args(args, weight_set):
     """The editor the flags ask for: the weight set's own settings (its manifest's `editor` entry: optimiser
     settings, alignment), with --fast, --text-objective and --no-align on top."""
-    from editing.editor import Editor
+    from editing.pipeline.editor import Editor
 
     overrides = {"clip_size": 256} if args.fast else {}
     if args.text_objective:
@@ -85,7 +85,7 @@ def run_edit(args) -> int:
     from tqdm import tqdm
 
     from dialogue.ontology import parse_requirements
-    from editing.editor import describe_metrics
+    from editing.pipeline.editor import describe_metrics
 
     state = parse_requirements(args.requirements)
     image = Path(args.image)
@@ -125,9 +125,9 @@ def run_edit(args) -> int:
 
 def run_eval(args) -> int:
     from dialogue.records import read_dialogues
-    from editing.evaluation import evaluate_editing, images_from_dir
-    from editing.metrics import load_fid_inception
-    from editing.report import write_report
+    from editing.evaluation.evaluate import evaluate_editing, images_from_dir
+    from editing.evaluation.report import write_report
+    from editing.pipeline.metrics import load_fid_inception
 
     dialogues = read_dialogues(args.dialogues)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from editing.edit_cli import add_editing_options, editor_from_args, weight_set_from_args
+from editing.cli.edit import add_editing_options, editor_from_args, weight_set_from_args
 
 
 def register(subparsers) -> None:
@@ -29,9 +29,9 @@ def register(subparsers) -> None:
 
 
 def run_script_command(args) -> int:
-    from editing.editor import MODES
-    from editing.prompt_script import read_script
-    from editing.run_script import run_script, write_run_outputs
+    from editing.evaluation.prompt_script import read_script
+    from editing.evaluation.run_script import run_script, write_run_outputs
+    from editing.pipeline.editor import MODES
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]

@@ -1,8 +1,8 @@
 """The HTML report of an editing run: one file that opens in a browser without a server.
 
 `write_report(out_dir, records, ...)` writes `out_dir/report.html` and, beside it, `out_dir/report/plots/*.png`
-(per-turn plots, `editing.report_plots`) and `out_dir/report/sheets/<dialogue>.png` (contact sheets,
-`editing.contact_sheet`). The HTML refers to those and to the edited images by relative paths, so the
+(per-turn plots, `editing.evaluation.report_plots`) and `out_dir/report/sheets/<dialogue>.png` (contact sheets,
+`editing.evaluation.contact_sheet`). The HTML refers to those and to the edited images by relative paths, so the
 output folder can be moved or zipped as a whole. It holds:
 
 - the summary block (Table 4, or the demo world's table), given as Markdown and converted;
@@ -11,7 +11,7 @@ output folder can be moved or zipped as a whole. It holds:
 - per dialogue, a contact sheet: the original, then one row per turn with the user's text, the belief
   state and the reply, and each mode's edit side by side with its scores under it.
 
-Per-turn fields are read from `editing.evaluation.TurnRecord`s. Optional fields in a record's `extra`
+Per-turn fields are read from `editing.evaluation.evaluate.TurnRecord`s. Optional fields in a record's `extra`
 are shown when present: `success` / `marginal_success` (booleans, plotted as rates), `<name>_image`
 (a picture path relative to `out_dir`, shown in a column `<name>` beside the edits, e.g. `target_image`),
 `target_<metric>` (numbers: distances to the true target, plotted), `original_<key>` (the original
@@ -28,8 +28,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from editing.contact_sheet import CellView, DialogueView, TurnView, render_contact_sheet
-from editing.report_plots import PLOTTED_METRICS, write_plots
+from editing.evaluation.contact_sheet import CellView, DialogueView, TurnView, render_contact_sheet
+from editing.evaluation.report_plots import PLOTTED_METRICS, write_plots
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ def write_report(out_dir: str | Path, records: Sequence[Any], title: str, summar
 
     Args:
         out_dir: the run's output folder; record `image_file`s, `originals` and `*_image` fields are relative to it.
-        records: `editing.evaluation.TurnRecord`s (or objects with the same fields), in dialogue order.
+        records: `editing.evaluation.evaluate.TurnRecord`s (or objects with the same fields), in dialogue order.
         title: the page's heading.
         summary_markdown: the table block (e.g. `EditingEvaluation.to_markdown()`), shown first.
         originals: dialogue id -> the original photo's file.

@@ -1,7 +1,7 @@
 """Critique and refine (after EditThinker's think-while-edit loop): check an edit value by value, push what fell
 short, keep the best result.
 
-After the first optimisation, the critic (`editing.critic.Critic`) judges each requested value from its CLIP
+After the first optimisation, the critic (`editing.pipeline.critic.Critic`) judges each requested value from its CLIP
 score. While some value falls short and the budget allows, one more round continues from the current code with
 the short values' CLIP terms weighted up (`boost`), the L2/ID anchor unchanged (in multi-turn mode: the
 original inversion, so the edit does not drift from the photo). The result kept is the best by the critic over
@@ -16,9 +16,9 @@ from typing import Callable
 
 import torch
 
-from editing.critic import Critic
-from editing.optimizer import OptimizerSettings, ProgressFn, optimize_latent
-from editing.prompts import attribute_text
+from editing.pipeline.critic import Critic
+from editing.pipeline.optimizer import OptimizerSettings, ProgressFn, optimize_latent
+from editing.pipeline.prompts import attribute_text
 
 # scores(image [1, 3, H, W]) -> {value: CLIP cosine} for every requested value
 ScoreFn = Callable[[torch.Tensor], dict[str, float]]

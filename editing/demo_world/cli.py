@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from editing.weights.weight_set import DEMO_SET_DIR
+
 NETWORKS = ("judge", "generator", "e4e", "clip", "identity")
-DEMO_SET_DIR = Path(__file__).resolve().parent / "demo_set"
 DEFAULT_RUNS = Path("runs/demo_world2")
 
 
@@ -46,7 +47,7 @@ def _ship(args) -> int:
 def _calibrate(args) -> int:
     _threads(args)
     from editing.demo_world.critic_calibration import calibrate_demo_critic
-    from editing.weights import resolve_set
+    from editing.weights.weight_set import resolve_set
 
     fitted, _ = calibrate_demo_critic(resolve_set(args.weights), n_faces=args.faces)
     for value, threshold in fitted.items():

@@ -1,4 +1,4 @@
-"""Fit the critic's thresholds (`editing.critic`) on labelled face images and store them with a weight set.
+"""Fit the critic's thresholds (`editing.pipeline.critic`) on labelled face images and store them with a weight set.
 
     scores = value_scores(clip, images)               # [N, 23] CLIP cosine of each image with each value's text
     fitted = thresholds_from_labels(scores, present)  # present [N, 23] bool -> {value: Threshold}
@@ -22,9 +22,9 @@ import torch
 from PIL import Image
 
 from dialogue.ontology import VALUE_INDEX, VALUES, canonical_value
-from editing.critic import Threshold, calibrate_thresholds
-from editing.image_tensors import pil_to_tensor
-from editing.prompts import attribute_text
+from editing.pipeline.critic import Threshold, calibrate_thresholds
+from editing.pipeline.image_tensors import pil_to_tensor
+from editing.pipeline.prompts import attribute_text
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def load_folder(images_dir: Path, labels: dict[str, tuple[str, ...]], size: int,
 
 
 def write_critic(weight_set, entry: dict) -> Path:
-    """Store the critic `entry` with `weight_set` (`editing.weights.WeightSet`): in its manifest when it came
+    """Store the critic `entry` with `weight_set` (`editing.weights.weight_set.WeightSet`): in its manifest when it came
     from one, else as `critic.json` in its directory. Returns the file written."""
     manifest = Path(weight_set.origin) if str(weight_set.origin).endswith(".json") else None
     if manifest is not None and manifest.is_file():

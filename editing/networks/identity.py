@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from editing.checkpoints import CheckpointError, freeze, load_state_dict_file, load_strict
-from editing.irse import IR_SE50_BLOCKS, IR_SE50_WIDTHS, check_trunk, infer_trunk, make_body, make_input_layer
+from editing.networks.checkpoints import CheckpointError, freeze, load_state_dict_file, load_strict
+from editing.networks.irse import IR_SE50_BLOCKS, IR_SE50_WIDTHS, check_trunk, infer_trunk, make_body, make_input_layer
 
 
 # StyleCLIP / pSp ID loss: pool to 256, crop the face region, pool to the network's input size.

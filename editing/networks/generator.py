@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from editing.checkpoints import (
+from editing.networks.checkpoints import (
     CheckpointError,
     fill_missing_buffers,
     freeze,
@@ -26,7 +26,7 @@ from editing.checkpoints import (
     load_torch_file,
     strip_prefix,
 )
-from editing.stylegan_layers import ConstantInput, EqualLinear, PixelNorm, StyledConv, ToRGB
+from editing.networks.stylegan_layers import ConstantInput, EqualLinear, PixelNorm, StyledConv, ToRGB
 
 log = logging.getLogger(__name__)
 

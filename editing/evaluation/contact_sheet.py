@@ -2,7 +2,7 @@
 belief state and the reply on the left and each mode's edit (and any extra picture, such as a true target)
 beside it, its scores under it.
 
-`DialogueView` is the page as data; `editing.report` renders it as HTML and `render_contact_sheet` as a PNG
+`DialogueView` is the page as data; `editing.evaluation.report` renders it as HTML and `render_contact_sheet` as a PNG
 (PIL only, so a sheet can be written wherever an edit is).
 """
 from __future__ import annotations

@@ -19,9 +19,9 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from editing.image_tensors import tensor_to_pil
-from editing.losses import ClipLoss, IdentityLoss, latent_l2
-from editing.prompts import TEXT_OBJECTIVES
+from editing.pipeline.image_tensors import tensor_to_pil
+from editing.pipeline.losses import ClipLoss, IdentityLoss, latent_l2
+from editing.pipeline.prompts import TEXT_OBJECTIVES
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class OptimizerSettings:
     """Hyperparameters; the defaults are the paper's (§5.1).
 
     `preview_every`: pass a preview image to `progress` every this many steps (0: never).
-    `text_objective`: what the CLIP term aims at (`editing.editor.Editor.edit` applies it). "description":
+    `text_objective`: what the CLIP term aims at (`editing.pipeline.editor.Editor.edit` applies it). "description":
     one text for the whole request, as StyleCLIP and the paper do; "per_attribute": one text per requested
     value, the CLIP term being the mean of their terms (one minus the AvgRel of paper eq. 1), which a small
     CLIP that reads a long description poorly follows better (the demo set uses it; README, Demo world).
@@ -109,12 +109,12 @@ def optimize_latent(
     """Optimise a W+ code towards `text`.
 
     Args:
-        generator: `editing.generator.Generator` (frozen, in eval mode, on the working device).
-        clip: `editing.clip_model.ClipScorer`.
+        generator: `editing.networks.generator.Generator` (frozen, in eval mode, on the working device).
+        clip: `editing.networks.clip_model.ClipScorer`.
         text: the description to match, or several texts whose CLIP terms are averaged.
         w_start: [1, n_latent, 512] starting code (on the generator's device).
         w_anchor: [1, n_latent, 512] code that the L2 and ID terms keep the result near; default `w_start`.
-        identity: `editing.identity.IdentityNet`, or None to leave the ID term out.
+        identity: `editing.networks.identity.IdentityNet`, or None to leave the ID term out.
         settings: hyperparameters (`OptimizerSettings`).
         progress: called after every step (see `ProgressFn`).
         cancel: set it to stop; the loop then raises `Cancelled`.

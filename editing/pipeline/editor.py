@@ -34,11 +34,11 @@ from PIL import Image
 
 from dialogue.device import resolve_device
 from dialogue.ontology import BeliefState
-from editing.critic import Critic
-from editing.image_tensors import pil_to_tensor, tensor_to_pil
-from editing.optimizer import OptimizerSettings, ProgressFn, optimize_latent
-from editing.prompts import attribute_texts, change_description, change_texts, description
-from editing.refine import RefineSettings, refine
+from editing.pipeline.critic import Critic
+from editing.pipeline.image_tensors import pil_to_tensor, tensor_to_pil
+from editing.pipeline.optimizer import OptimizerSettings, ProgressFn, optimize_latent
+from editing.pipeline.prompts import attribute_texts, change_description, change_texts, description
+from editing.pipeline.refine import RefineSettings, refine
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class EditResult:
     nothing was optimised); `metrics`: `avg_rel`, `min_rel` (None for an empty state), `per_attribute`
     {value: cosine}, `identity` (ArcFace cosine to the aligned photo), `lpips` (None when skipped; the
     reason is in `skipped`); with a calibrated critic also `verdicts` {value: present?} of the kept image and
-    `critique` (each round's scores and verdicts, `editing.refine.Refined.to_json`); `steps` run (refinement
+    `critique` (each round's scores and verdicts, `editing.pipeline.refine.Refined.to_json`); `steps` run (refinement
     included), `seconds` (whole call), `device`, `losses` of the last step.
     """
 
@@ -170,7 +170,7 @@ class Editor:
     Build with `Editor.from_weights`. `settings` are the optimiser's (paper defaults, previews every 50
     steps when a progress callback is given). `align_faces`: whether `invert` aligns by default.
     `critic`: per-value thresholds (from the weight set's manifest); with a calibrated one every edit is
-    critiqued and refined by `refine_settings` (`editing.refine`); without, edits run as they are and
+    critiqued and refined by `refine_settings` (`editing.pipeline.refine`); without, edits run as they are and
     `metrics["skipped"]["critic"]` says why there are no verdicts.
     """
 
@@ -208,11 +208,11 @@ class Editor:
                      weights_dir: str | Path | None = None, settings: OptimizerSettings | None = None,
                      align_faces: bool = True) -> "Editor":
         """Load every network of a weight set (`ffhq`, `demo`, a directory, a manifest, or a
-        `editing.weights.WeightSet`). A set without a separate generator uses e4e's decoder.
+        `editing.weights.weight_set.WeightSet`). A set without a separate generator uses e4e's decoder.
         LPIPS is loaded when the set has its AlexNet file; otherwise it is reported as skipped."""
-        from editing.calibrate import read_critic
-        from editing.metrics import load_lpips
-        from editing.weights import EDIT_ROLES, resolve_set
+        from editing.pipeline.calibrate import read_critic
+        from editing.pipeline.metrics import load_lpips
+        from editing.weights.weight_set import EDIT_ROLES, resolve_set
 
         weight_set = weights if hasattr(weights, "load") else resolve_set(weights, weights_dir)
         missing = weight_set.missing(EDIT_ROLES)
@@ -245,10 +245,10 @@ class Editor:
     def prepare(self, photo: "Image.Image | str | Path", align: bool | None = None) -> dict[int, Image.Image]:
         """{size: square crop} at the generator's and the encoder's input size.
 
-        With alignment: the FFHQ crop of the largest face (`editing.align`; `NoFaceError` when none).
+        With alignment: the FFHQ crop of the largest face (`editing.pipeline.align`; `NoFaceError` when none).
         Without: the photo (EXIF-rotated), centre-cropped to a square and resized.
         """
-        from editing.align import align_face, load_photo
+        from editing.pipeline.align import align_face, load_photo
 
         sizes = tuple(sorted({self.generator.size, self.e4e.input_size}, reverse=True))
         if self.align_faces if align is None else align:
@@ -279,7 +279,7 @@ class Editor:
 
         `steps` overrides the optimiser's step count; `progress(step, total, losses, preview_or_None)` is
         called after every step (previews are PIL images; `total` includes the refinement budget, and
-        refinement steps carry `losses["round"]`); setting `cancel` raises `editing.optimizer.Cancelled`.
+        refinement steps carry `losses["round"]`); setting `cancel` raises `editing.pipeline.optimizer.Cancelled`.
         `refine_settings` overrides the editor's (`rounds=0` turns refinement off while keeping the verdicts).
         `effort` (0, 1, 2, …: "try harder") multiplies the steps by 1 + effort and adds `effort` refinement
         rounds.
@@ -328,7 +328,7 @@ class Editor:
     @torch.no_grad()
     def scores(self, image: torch.Tensor, state: BeliefState) -> dict[str, float]:
         """{value: CLIP cosine} of `image` [1, 3, H, W] for each value of `state` (the critic's input)."""
-        from editing.metrics import relevance
+        from editing.pipeline.metrics import relevance
 
         rel = relevance(self.clip, image.to(self.device), state)
         return rel.per_attribute if rel else {}
@@ -336,7 +336,7 @@ class Editor:
     @torch.no_grad()
     def measure(self, image: torch.Tensor, state: BeliefState, inversion: Inversion) -> dict[str, Any]:
         """Metrics of an edited image [1, 3, size, size] against the state and the aligned photo."""
-        from editing.metrics import identity_similarity, relevance
+        from editing.pipeline.metrics import identity_similarity, relevance
 
         image = image.to(self.device)
         original = pil_to_tensor(inversion.aligned, self.generator.size).to(self.device)

@@ -26,10 +26,10 @@ def register(subparsers) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from editing.calibrate import load_folder, read_labels, thresholds_from_labels, value_scores, write_critic
-    from editing.critic import manifest_entry
-    from editing.editor import resolve_device
-    from editing.weights import resolve_set
+    from editing.pipeline.calibrate import load_folder, read_labels, thresholds_from_labels, value_scores, write_critic
+    from editing.pipeline.critic import manifest_entry
+    from editing.pipeline.editor import resolve_device
+    from editing.weights.weight_set import resolve_set
 
     weight_set = resolve_set(args.weights, args.weights_dir)
     device = resolve_device(args.device)

@@ -18,7 +18,8 @@ Conventions (also written into the report):
 (`images_from_dir` reads `dialogue.image` under a folder), and `per_turn_hook(dialogue, turn_index,
 mode, result)` may return a dict that is stored in the turn's record under `extra` (e.g. an attribute
 judge's verdict). `turn_index` is 0-based (an index into `dialogue.turns`); reports number turns from 1.
-`editing.report.write_report` turns an evaluation's records into an HTML report with plots and contact sheets.
+`editing.evaluation.report.write_report` turns an evaluation's records into an HTML report with plots and
+contact sheets.
 """
 from __future__ import annotations
 
@@ -32,9 +33,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from editing.align import NoFaceError, load_photo
-from editing.editor import MODES, Editor, EditResult
-from editing.image_tensors import pil_to_tensor
+from editing.pipeline.align import NoFaceError, load_photo
+from editing.pipeline.editor import MODES, Editor, EditResult
+from editing.pipeline.image_tensors import pil_to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ def evaluate_editing(
         out_dir: when given, edited images are saved under `out_dir/images/<mode>/` and the aligned photos
             under `out_dir/images/original/`.
         per_turn_hook: called after every edit; a returned dict goes into the record's `extra`.
-        fid_inception: an `editing.metrics.FidInception`, or None to skip FID (`fid_skipped` says why).
+        fid_inception: an `editing.pipeline.metrics.FidInception`, or None to skip FID (`fid_skipped` says why).
         align: passed to `Editor.invert` (None: the editor's default).
         show_progress: tqdm bar over edits.
 
@@ -216,7 +217,7 @@ def evaluate_editing(
     """
     from tqdm import tqdm
 
-    from editing.metrics import frechet_distance
+    from editing.pipeline.metrics import frechet_distance
 
     modes = tuple(modes)
     unknown = [m for m in modes if m not in MODES]

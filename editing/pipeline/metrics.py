@@ -1,7 +1,7 @@
 """Editing metrics: AvgRel/MinRel (paper eq. 1-2), identity similarity, LPIPS and FID.
 
 - Relevance: cosine between the CLIP image embedding of the edited image and the CLIP text embedding
-  of each requested value's text (`editing.prompts.attribute_text`); AvgRel is the mean over the
+  of each requested value's text (`editing.pipeline.prompts.attribute_text`); AvgRel is the mean over the
   requested values, MinRel the minimum.
 - Identity: cosine between ArcFace embeddings of the edited image and of the original aligned photo.
 - LPIPS: the `lpips` package's network (AlexNet trunk, its shipped v0.1 linear heads), edited vs original,
@@ -10,7 +10,7 @@
   images and the set of originals. pytorch-fid reads its weights through torch hub's cache, so the local
   `pt_inception-2015-12-05-6726825d.pth` is placed there (a private cache directory, for the load only).
 
-Nothing is downloaded, and each file is read by `editing.checkpoints`' safe loader first (a clear error for
+Nothing is downloaded, and each file is read by `editing.networks.checkpoints`' safe loader first (a clear error for
 a bad file; no pickled code runs).
 
 LPIPS and FID are optional: `load_lpips` / `load_fid_inception` raise FileNotFoundError naming the
@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from dialogue.ontology import BeliefState
-from editing.clip_model import area_resize
-from editing.prompts import attribute_texts
+from editing.networks.clip_model import area_resize
+from editing.pipeline.prompts import attribute_texts
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Relevance:
 def relevance(clip, image: torch.Tensor, state: BeliefState) -> Relevance | None:
     """Relevance of `image` [1, 3, H, W] in [-1, 1] to each value of `state`; None for an empty state.
 
-    `clip` is an `editing.clip_model.ClipScorer`.
+    `clip` is an `editing.networks.clip_model.ClipScorer`.
     """
     texts = attribute_texts(state)
     if not texts:
@@ -97,7 +97,7 @@ def load_lpips(backbone_path: str | Path | None, device: str | torch.device = "c
     """
     import lpips
 
-    from editing.checkpoints import freeze, load_state_dict_file, load_strict, require_file
+    from editing.networks.checkpoints import freeze, load_state_dict_file, load_strict, require_file
 
     if backbone_path is None:
         raise FileNotFoundError(f"LPIPS needs the AlexNet weights file {LPIPS_BACKBONE_FILE}; no path given")
@@ -142,7 +142,7 @@ def load_fid_inception(path: str | Path | None, device: str | torch.device = "cp
     """
     from pytorch_fid import inception as fid_inception
 
-    from editing.checkpoints import CheckpointError, freeze, load_state_dict_file, require_file
+    from editing.networks.checkpoints import CheckpointError, freeze, load_state_dict_file, require_file
 
     if path is None:
         raise FileNotFoundError(f"FID needs the Inception weights file {FID_INCEPTION_FILE}; no path given")

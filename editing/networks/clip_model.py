@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from editing.checkpoints import (
+from editing.networks.checkpoints import (
     CheckpointError,
     freeze,
     is_torchscript_archive,

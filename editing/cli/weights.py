@@ -63,7 +63,8 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 
 
 def cmd_list(args) -> int:
-    from editing.weights import FFHQ_SET, REGISTRY, WeightFile, resolve_set
+    from editing.weights.registry import FFHQ_SET, REGISTRY
+    from editing.weights.weight_set import WeightFile, resolve_set
 
     ws = resolve_set(args.set, args.weights_dir)
     if ws.name == "ffhq":  # every registry file of the set, alternatives included
@@ -84,8 +85,9 @@ def cmd_list(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from editing.download import download
-    from editing.weights import FFHQ_SET, REGISTRY, ffhq_set, get_record, weights_dir
+    from editing.weights.download import download
+    from editing.weights.registry import FFHQ_SET, REGISTRY, get_record, weights_dir
+    from editing.weights.weight_set import ffhq_set
 
     directory = weights_dir(args.weights_dir)
     if args.url and len(args.names) != 1:
@@ -110,7 +112,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from editing.weights import resolve_set
+    from editing.weights.weight_set import resolve_set
 
     ws = resolve_set(args.set, args.weights_dir)
     wanted = set(args.names)
@@ -136,7 +138,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_make_fixtures(args) -> int:
-    from editing.fixtures import make_fixtures
+    from editing.weights.fixtures import make_fixtures
 
     ws = make_fixtures(args.out, size=args.size, seed=args.seed)
     print(f"wrote fixture weights for a {args.size} px generator to {ws.root}:")
