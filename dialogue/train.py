@@ -420,7 +420,7 @@ def train(config: TrainConfig, source: DialogueSource | None = None) -> TrainSum
             # run would not repeat the uninterrupted one
             batches = batches_of(epoch)[: steps_per_epoch * world][accelerator.process_index::world]
             epoch_steps = len(batches)
-            started, seen, loss_sum = time.time(), 0, 0.0
+            started, seen, loss_sum, resumed_at = time.time(), 0, 0.0, position
             bar = tqdm(total=epoch_steps, initial=position, desc=f"epoch {epoch + 1}/{config.epochs}",
                        disable=not accelerator.is_main_process, dynamic_ncols=True, mininterval=10)
             net.train()
@@ -447,7 +447,8 @@ def train(config: TrainConfig, source: DialogueSource | None = None) -> TrainSum
             net.eval()
             score = validation_joint_accuracy(model, val_dialogues, accelerator, config.eval_batch_size)
             seconds = time.time() - started
-            record = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(position, 1),
+            # the mean over the batches this process ran in the epoch (after a resume, those since the resume)
+            record = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(position - resumed_at, 1),
                       "val_joint_accuracy": score, "seconds": round(seconds, 1),
                       "examples_per_s": round(seen * world / max(seconds, 1e-9), 1)}
             log.info("epoch %d: %s", epoch + 1, record)
