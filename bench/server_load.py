@@ -194,6 +194,13 @@ def run_load(args: argparse.Namespace, urls: list[str]) -> dict:
     }
 
 
+def _states_before(model, turns: list[tuple[list, str]]) -> list:
+    """The belief state after each turn's history (None for a first turn): what the chat shows before it."""
+    asks = [(history[:-1], history[-1][0]) for history, _ in turns if history]
+    tracked = iter([p.state for p in model.predict(asks, track_only=True)] if asks else [])
+    return [next(tracked) if history else None for history, _ in turns]
+
+
 def model_floor(args: argparse.Namespace) -> dict[int, float]:
     """Seconds the dialogue model alone needs for one batched call on `args.users` turns (median of 3), with the
     server's dialogue threads, for first turns and for fourth turns (three earlier exchanges): no burst of that
@@ -215,6 +222,8 @@ def model_floor(args: argparse.Namespace) -> dict[int, float]:
         for i, text in enumerate(texts):
             earlier = [REQUESTS[(i + k + 1) % len(REQUESTS)] for k in range(turn - 1)]
             turns.append(([(u, replies[u]) for u in earlier], text))
+        # with the state the page shows before each turn, as the server passes it (untimed: tracked once here)
+        turns = [(history, text, state) for (history, text), state in zip(turns, _states_before(model, turns))]
         times = []
         for _ in range(3):
             started = time.perf_counter()
