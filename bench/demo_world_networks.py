@@ -69,7 +69,7 @@ def main() -> None:
     source.add_argument("--weights", type=Path, default=None, help="demo weight-set directory (default: shipped)")
     source.add_argument("--runs", type=Path, default=None, help="a runs root (generator, e4e, clip runs) instead")
     parser.add_argument("--n", type=int, default=500, help="held-out faces for the agreement checks")
-    parser.add_argument("--fid-samples", type=int, default=2000)
+    parser.add_argument("--fid-samples", type=int, default=2000, help="samples per Fréchet distance (0: skip them)")
     parser.add_argument("--json", type=Path, default=Path("results/demo_world_networks.json"))
     parser.add_argument("--sheet", type=Path, default=Path("var/demo_world_random.png"))
     args = parser.parse_args()
@@ -95,7 +95,8 @@ def main() -> None:
     with torch.no_grad():
         result["generator_own_codes"] = generator_agreement(generator, judge, args.n) if world else None
         result["e4e"] = reconstruction_agreement(e4e, judge, args.n) if e4e is not None else None
-        result["fidelity"] = generator_fidelity(generator, judge, e4e, n=args.fid_samples, own_codes=world)
+        result["fidelity"] = (generator_fidelity(generator, judge, e4e, n=args.fid_samples, own_codes=world)
+                              if args.fid_samples > 0 else None)  # 0: skip the Fréchet distances
         if clip is not None:
             heldout = heldout_batch(256, offset=3)
             result["clip_auc_renders"] = value_auc(clip, heldout.images, heldout.looks)
@@ -119,8 +120,9 @@ def main() -> None:
             worst = sorted(figures["recall_by_value"].items(), key=lambda kv: kv[1])[:5]
             print(f"{key}: value agreement {figures['value_agreement']:.3f}, all 23 on {figures['same_values']:.3f}; "
                   f"lowest recall: " + ", ".join(f"{v} {r:.2f}" for v, r in worst))
-    fid = result["fidelity"]
-    print("Fréchet distances: " + ", ".join(f"{k} {v:.2f}" for k, v in fid.items() if isinstance(v, float)))
+    if result["fidelity"]:
+        print("Fréchet distances: " + ", ".join(f"{k} {v:.2f}" for k, v in result["fidelity"].items()
+                                                if isinstance(v, float)))
     for key in ("clip_auc_renders", "clip_auc_generated"):
         if result.get(key) is not None:
             print(f"{key}: {result[key]:.3f}")
