@@ -116,6 +116,8 @@ def start_server(args: argparse.Namespace, data_dir: Path) -> tuple[subprocess.P
         command += ["--dialogue-model", args.dialogue_model]
     if args.threads:
         command += ["--threads", str(args.threads)]
+    if args.single_torch_threads:
+        command += ["--torch-threads", str(args.single_torch_threads)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=Path(__file__).resolve().parent.parent)
     lines = []
@@ -249,14 +251,24 @@ def main() -> int:
     parser.add_argument("--threads", type=int, help="request threads of the servers it starts (default: serve's)")
     parser.add_argument("--web-threads", type=int, default=1,
                         help="torch threads of each web process of the multi topology (and its dialogue process)")
+    parser.add_argument("--single-torch-threads", type=int,
+                        help="torch threads of the single topology's serve and its dialogue process (default: serve's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per run")
     parser.add_argument("--model-floor", action="store_true",
                         help="only time the dialogue model's batched call for --users first turns (no server)")
     args = parser.parse_args()
     if args.model_floor:
-        for turn, seconds in model_floor(args).items():
+        floors = model_floor(args)
+        for turn, seconds in floors.items():
             print(f"dialogue model alone, one batched call for {args.users} turns at turn {turn}: "
                   f"{seconds * 1000:.0f} ms")
+        if args.out:
+            from server.dialogue_process import default_dialogue_threads
+
+            args.out.write_text(json.dumps({
+                "command": "bench/server_load.py " + " ".join(sys.argv[1:]), "users": args.users,
+                "torch_threads": default_dialogue_threads(), "cpus": os.cpu_count(),
+                "batch_ms_by_turn": {str(turn): round(s * 1000, 1) for turn, s in floors.items()}}, indent=2) + "\n")
         return 0
     topologies = args.topology.split(",")
     unknown = set(topologies) - set(TOPOLOGIES)

@@ -134,9 +134,11 @@ class DialogueProcess:
 
 
 def default_dialogue_threads() -> int:
-    """Torch threads of the dialogue process: two where the machine has them (measured best on a 2-core
-    machine; more cores were not available to measure, and the server's request threads need cores too)."""
-    return min(2, os.cpu_count() or 1)
+    """Torch threads of the dialogue process: one. Under load on a 2-core machine the web process's request
+    threads need the other core: 50 users, `bench/server_load.py`, p95 378-447 ms with one thread against
+    486-565 ms with two (`results/server_load.json`, `results/server_load_dialogue_2threads.json`). More cores
+    were not available to measure; `--torch-threads` sets it."""
+    return 1
 
 
 def _child_main(conn: Connection, model_path: str | None, torch_threads: int) -> None:

@@ -42,8 +42,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--align", choices=("auto", "on", "off"),
                         help="face alignment before inversion (default auto: on, except for the demo set)")
     parser.add_argument("--torch-threads", type=int,
-                        help="CPU threads per torch op (serve: 1 by default, its dialogue process 2 where "
-                             "there are 2 cores; worker: torch's default)")
+                        help="CPU threads per torch op (serve and its dialogue process: 1 by default; worker: "
+                             "torch's default)")
     parser.add_argument("--edit-steps", type=int, help="optimisation steps per edit (default: the editor's, 300)")
     parser.add_argument("--store", choices=("local", "database"),
                         help="where images and cached inversions live: local (the data dir, default) or "
