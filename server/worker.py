@@ -149,7 +149,7 @@ class Worker:
             if self._stop.is_set() and self._requeue(job_id):
                 pass
             elif cancel.is_set() or isinstance(exc, JobCancelled):
-                self._finish(job_id, status="cancelled", error="cancelled: a newer turn superseded this edit")
+                self._finish_cancelled(job_id)
             else:
                 log.exception("edit job %s failed", job_id)
                 self._finish(job_id, status="failed", error=f"the edit failed: {exc}")
@@ -223,10 +223,11 @@ class Worker:
             self._inversions.popitem(last=False)
         return inversion
 
-    def _requeue(self, job_id: str) -> bool:
-        """Give an edit interrupted by this worker's shutdown back to the queue, without counting the attempt.
+    def _requeue(self, job_id: str, why: str = "interrupted by shutdown") -> bool:
+        """Give an edit this worker stopped (at shutdown, or for a cancellation since withdrawn) back to the
+        queue, without counting the attempt.
 
-        False when the job was meanwhile superseded (then it is cancelled instead).
+        False when the job's cancellation is requested (then the caller cancels it instead).
         """
         with self.db.write() as session:
             changed = session.execute(
@@ -236,7 +237,7 @@ class Worker:
                         error=None)
                 .execution_options(synchronize_session=False)).rowcount
         if changed:
-            log.info("edit job %s interrupted by shutdown; back in the queue", job_id)
+            log.info("edit job %s %s; back in the queue", job_id, why)
             self.wake.set()  # on PostgreSQL: tells the other workers at once
         return bool(changed)
 
@@ -260,6 +261,12 @@ class Worker:
             return
         if requeued:
             self.wake.set()
+
+    def _finish_cancelled(self, job_id: str) -> None:
+        """Record a cancellation this worker noticed, unless it was withdrawn meanwhile (an undo back to this
+        turn resets `cancel_requested`): then the edit goes back to the queue."""
+        if not self._requeue(job_id, "its cancellation was withdrawn"):
+            self._finish(job_id, status="cancelled", error="cancelled: a newer turn superseded this edit")
 
     def _finish(self, job_id: str, status: str, error: str) -> None:
         with self.db.write() as session:

@@ -2,6 +2,7 @@
 recovery of jobs left running by a dead process, and the restart test (kill -9 a worker mid-edit, start again)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -173,6 +174,45 @@ def test_a_newer_turn_cancels_the_running_edit(app_factory, samples):
     assert "superseded" in cancelled["error"]
     done = wait_for(lambda: (j := job_of(client, second["id"]))["status"] == "done" and j, timeout=30)
     assert done["image_url"]
+
+
+class _SlowToStop(FakeEditor):
+    """Once it sees its cancellation, says so (`saw_cancel`) and waits for `release` before giving up: the
+    moment between a worker noticing a cancel and recording it."""
+
+    def __init__(self, saw_cancel: threading.Event, release: threading.Event, **kwargs):
+        super().__init__(**kwargs)
+        self.saw_cancel, self.release = saw_cancel, release
+
+    def edit(self, inversion, state, mode="multi", previous=None, steps=None, progress=None, cancel=None, effort=0):
+        if cancel is not None and not self.saw_cancel.is_set():
+            while not cancel.wait(0.02):
+                pass
+            self.saw_cancel.set()
+            self.release.wait(10)
+            raise RuntimeError("cancelled")
+        return super().edit(inversion, state, mode, previous, steps, progress, cancel, effort)
+
+
+def test_an_undo_that_withdraws_a_cancel_the_worker_already_saw_still_gets_its_image(app_factory, samples):
+    # "smile" is running; "black hair" asks it to stop; the worker notices; then undo returns to "smile" and
+    # withdraws the cancel before the worker records it. The edit must run again, not end cancelled with the
+    # head turn left without an image (a race seen once in the suite).
+    saw_cancel, release = threading.Event(), threading.Event()
+    editing = fake_editing(samples=samples)
+    editing = dataclasses.replace(editing, factory=lambda: _SlowToStop(saw_cancel, release, steps=2))
+    client = app_factory(editing=editing, stale_after_s=1.2).test_client()
+    cid, first = new_turn(client, "smile")
+    wait_for(lambda: job_of(client, first["id"])["status"] == "running")
+    new_turn(client, "black hair", cid=cid)
+    assert saw_cancel.wait(10)
+    undone = client.post(f"/api/conversations/{cid}/undo")
+    assert undone.status_code == 200 and undone.get_json()["turns"][0]["job"]["id"] == first["id"]
+    release.set()
+    done = wait_for(lambda: (j := job_of(client, first["id"]))["status"] == "done" and j, timeout=30)
+    assert done["image_url"]
+    head = client.get(f"/api/conversations/{cid}").get_json()
+    assert head["turns"][0]["image_url"] == done["image_url"]
 
 
 def test_a_failed_edit_says_why(app_factory, samples):
