@@ -191,10 +191,14 @@ def _queue_position(job: EditJob) -> int | None:
         return queue_position(session, job)
 
 
-def _turn_json(turn: Turn, parent_index: int | None, job: EditJob | None) -> dict:
+def _turn_json(turn: Turn, parent_index: int | None, job: EditJob | None,
+               image_verdicts: dict[str, dict] | None = None) -> dict:
+    """A turn; `image_verdicts` (image key -> verdicts) gives `verdicts`, the critic's verdicts of the edit that
+    made the turn's image, also when the turn reuses another turn's image for the same state."""
     return {
         "index": turn.index, "parent": parent_index, "user": turn.user_text, "belief_state": turn.belief_state,
         "response": turn.response, "image_url": _image_url(turn.image_key),
+        "verdicts": (image_verdicts or {}).get(turn.image_key) if turn.image_key else None,
         "job": _job_json(job, turn.index), "created_at": turn.created_at.isoformat() + "Z",
     }
 
@@ -229,5 +233,6 @@ def _conversation_json(view: chat.ConversationView) -> dict:
                     "blocker": view.editing_blocker},
         "head": index_of.get(conversation.head_turn_id),
         "path": view.path,
-        "turns": [_turn_json(t, index_of.get(t.parent_id), view.latest_job.get(t.id)) for t in view.turns],
+        "turns": [_turn_json(t, index_of.get(t.parent_id), view.latest_job.get(t.id), view.image_verdicts)
+                  for t in view.turns],
     }

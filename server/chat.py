@@ -18,7 +18,7 @@ model's reply (which announces an edited image); the model's own reply is kept a
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image
 from sqlalchemy import Connection, Row, bindparam, exists, or_, select, update
@@ -48,6 +48,7 @@ class ConversationView:
     editing_available: bool
     editing_detail: str
     editing_blocker: str | None  # `EditBlocker.code`, or None when the photo can be edited
+    image_verdicts: dict[str, dict] = field(default_factory=dict)  # image key -> the critic's verdicts of the edit that made it
 
 
 @dataclass(frozen=True)
@@ -395,13 +396,15 @@ def view_conversation(rt: Runtime, conversation_id: str, owner_hash: str | None)
         jobs = session.scalars(select(EditJob).where(EditJob.conversation_id == conversation_id)
                                .order_by(EditJob.created_at)).all()
         latest = {job.turn_id: job for job in jobs}
+        verdicts = {job.image_key: job.metrics["verdicts"] for job in jobs
+                    if job.status == "done" and job.image_key and (job.metrics or {}).get("verdicts")}
         by_id = {t.id: t for t in conversation.turns}
         head = by_id.get(conversation.head_turn_id) if conversation.head_turn_id else None
         path = [t.index for t in _lineage(head, by_id)]
         blocker = edit_blocker(rt, conversation.photo.source if conversation.photo else None)
         return ConversationView(conversation, list(conversation.turns), latest, path, blocker is None,
                                 blocker.detail if blocker else rt.editing.detail,
-                                blocker.code if blocker else None)
+                                blocker.code if blocker else None, verdicts)
 
 
 def view_job(rt: Runtime, job_id: str, owner_hash: str | None) -> tuple[EditJob, int]:

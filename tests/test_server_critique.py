@@ -86,3 +86,15 @@ def test_a_running_edit_reports_its_refinement_round(make_app, samples):
     gate.set()
     assert done_job(client, pushed["id"])["effort"] == 1
 
+
+
+def test_a_turn_that_reuses_an_image_shows_the_verdicts_of_the_edit_that_made_it(make_app, samples):
+    client = make_app(editing=fake_editing(samples=samples, hard=("lipstick",))).test_client()
+    cid = start(client, sample="ada")["id"]
+    first = done_job(client, turn(client, cid, "smile").get_json()["turn"]["job"]["id"])
+    assert first["verdicts"] == {"smiling": True}
+    again = turn(client, cid, "thanks, that's all").get_json()["turn"]  # nothing changes: the image is reused
+    assert again["job"] is None
+    view = client.get(f"/api/conversations/{cid}").get_json()
+    assert view["turns"][1]["image_url"] == first["image_url"]
+    assert view["turns"][1]["verdicts"] == view["turns"][0]["verdicts"] == {"smiling": True}

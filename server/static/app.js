@@ -327,8 +327,11 @@ function renderVerdicts(found) {
   // A tick or a cross per requested value under the image, from the critic of the edit that made it.
   const list = $("verdicts");
   list.replaceChildren();
-  const job = found && found.turn && found.turn.job;
-  const verdicts = job && job.status === "done" && job.image_url === found.url ? job.verdicts : null;
+  // (a turn that reuses an earlier edit's image for the same requirements shows that edit's verdicts)
+  const turn = found && found.turn;
+  const job = turn && turn.job;
+  const verdicts = job && job.status === "done" && job.image_url === found.url ? job.verdicts
+    : turn && turn.image_url === found.url ? turn.verdicts : null;
   list.hidden = !verdicts;
   if (!verdicts) return;
   for (const [value, present] of Object.entries(verdicts)) {
