@@ -2,8 +2,8 @@
 
 For each count K it evaluates the shipped model on the test dialogues with the gold previous state (replies:
 false claims, Distinct-1/2 per dialogue, BLEU, and how often no sample could be filled so that the plain
-fallback reply was used) and times one batched call on `--users` fourth turns, as `server_load.py
---model-floor` does (median of 3, the server's dialogue threads). Tracking does not depend on K.
+fallback reply was used) and times one batched call on `--users` fourth turns with `server_load.py`'s
+`burst_seconds` (median of 3, the server's dialogue threads). Tracking does not depend on K.
 
     .venv/bin/python bench/reply_samples.py [--samples 1,2,4] [--data var/corpus/test.jsonl] [--out FILE]
 """
@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,23 +27,6 @@ def fallback_share(results) -> float:
 
     used = sum(r.prediction.delex == fallback_reply(r.prediction.change, r.prediction.act) for r in results)
     return used / len(results) if results else 0.0
-
-
-def floor_ms(model, users: int) -> float:
-    """Milliseconds of one batched `predict` on `users` fourth turns (median of 3)."""
-    from server_load import REQUESTS, _states_before
-
-    replies = {text: p.response for text, p in zip(REQUESTS, model.predict([([], t) for t in REQUESTS]))}
-    texts = (REQUESTS * (users // len(REQUESTS) + 1))[:users]
-    turns = [([(u, replies[u]) for u in (REQUESTS[(i + k + 1) % len(REQUESTS)] for k in range(3))], text)
-             for i, text in enumerate(texts)]
-    turns = [(h, t, s) for (h, t), s in zip(turns, _states_before(model, turns))]
-    times = []
-    for _ in range(3):
-        started = time.perf_counter()
-        model.predict(turns)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
 
 
 def main() -> int:
@@ -63,6 +44,7 @@ def main() -> int:
     from dialogue.model import DialogueModel
     from dialogue.records import read_dialogues
     from server.dialogue_process import default_dialogue_threads
+    from server_load import burst_seconds
 
     torch.set_num_threads(default_dialogue_threads())
     model = DialogueModel.from_pretrained(args.model, device="cpu")
@@ -76,7 +58,7 @@ def main() -> int:
         row = {"reply_samples": k, "fallback_share": fallback_share(results),
                **{key: summary[key] for key in ("false_claims", "distinct_1_per_dialogue", "distinct_2_per_dialogue",
                                                 "bleu", "joint_accuracy", "turns")},
-               "batch_ms": floor_ms(model, args.users)}
+               "batch_ms": burst_seconds(model, args.users, turn=4) * 1000}
         rows.append(row)
         print(f"K={k}: fallback {row['fallback_share']:.2%}, false claims {row['false_claims']}, Distinct-1/2 per "
               f"dialogue {row['distinct_1_per_dialogue']:.3f}/{row['distinct_2_per_dialogue']:.3f}, BLEU "

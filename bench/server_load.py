@@ -203,9 +203,28 @@ def _states_before(model, turns: list[tuple[list, str]]) -> list:
     return [next(tracked) if history else None for history, _ in turns]
 
 
+def burst_seconds(model, users: int, turn: int) -> float:
+    """Seconds of one batched `model.predict` on `users` turns at position `turn` (turn - 1 earlier exchanges,
+    each turn given the state the page shows before it, as the server passes it); median of 3."""
+    texts = (REQUESTS * (users // len(REQUESTS) + 1))[:users]
+    replies = {text: p.response for text, p in zip(REQUESTS, model.predict([([], text) for text in REQUESTS]))}
+    turns = []
+    for i, text in enumerate(texts):
+        earlier = [REQUESTS[(i + k + 1) % len(REQUESTS)] for k in range(turn - 1)]
+        turns.append(([(u, replies[u]) for u in earlier], text))
+    # the states are tracked once here, untimed
+    turns = [(history, text, state) for (history, text), state in zip(turns, _states_before(model, turns))]
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        model.predict(turns)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def model_floor(args: argparse.Namespace) -> dict[int, float]:
-    """Seconds the dialogue model alone needs for one batched call on `args.users` turns (median of 3), with the
-    server's dialogue threads, for first turns and for fourth turns (three earlier exchanges): no burst of that
+    """Seconds the dialogue model alone needs for one batched call on `args.users` turns (`burst_seconds`), with
+    the server's dialogue threads, for first turns and for fourth turns (three earlier exchanges): no burst of that
     many users can be answered faster."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in the server's dialogue process
     import torch
@@ -215,24 +234,8 @@ def model_floor(args: argparse.Namespace) -> dict[int, float]:
 
     torch.set_num_threads(default_dialogue_threads())
     model = DialogueModel.from_pretrained(args.dialogue_model, device="cpu")
-    texts = (REQUESTS * (args.users // len(REQUESTS) + 1))[: args.users]
-    model.predict([([], texts[0])])  # warm-up
-    replies = {text: p.response for text, p in zip(REQUESTS, model.predict([([], text) for text in REQUESTS]))}
-    floors = {}
-    for turn in (1, args.turns):
-        turns = []
-        for i, text in enumerate(texts):
-            earlier = [REQUESTS[(i + k + 1) % len(REQUESTS)] for k in range(turn - 1)]
-            turns.append(([(u, replies[u]) for u in earlier], text))
-        # with the state the page shows before each turn, as the server passes it (untimed: tracked once here)
-        turns = [(history, text, state) for (history, text), state in zip(turns, _states_before(model, turns))]
-        times = []
-        for _ in range(3):
-            started = time.perf_counter()
-            model.predict(turns)
-            times.append(time.perf_counter() - started)
-        floors[turn] = statistics.median(times)
-    return floors
+    model.predict([([], REQUESTS[0])])  # warm-up
+    return {turn: burst_seconds(model, args.users, turn) for turn in (1, args.turns)}
 
 
 TOPOLOGIES = {"single": single_server, "multi": multi_server}
