@@ -18,7 +18,7 @@ model's reply (which announces an edited image); the model's own reply is kept a
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from PIL import Image
 from sqlalchemy import Connection, Row, bindparam, exists, or_, select, update
@@ -48,7 +48,7 @@ class ConversationView:
     editing_available: bool
     editing_detail: str
     editing_blocker: str | None  # `EditBlocker.code`, or None when the photo can be edited
-    image_verdicts: dict[str, dict] = field(default_factory=dict)  # image key -> the critic's verdicts of the edit that made it
+    image_verdicts: dict[str, dict]  # image key -> the critic's verdicts of the edit that made it
 
 
 @dataclass(frozen=True)
